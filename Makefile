@@ -1,0 +1,35 @@
+# One way to do each thing. `make test` and `make demo` set up the venv first if needed.
+PY      ?= python3
+VENV    ?= .venv
+VPY     := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+export NO_ALBUMENTATIONS_UPDATE := 1
+export SPARK_LOCAL_IP := 127.0.0.1
+export PYSPARK_PYTHON := $(abspath $(VPY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(VPY))
+
+.PHONY: setup test demo bench clean help
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -r requirements-dev.txt
+	$(VPY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv with the pinned stack and the `idia` command
+
+test: $(STAMP)  ## set up if needed, then run the whole test suite
+	$(VPY) -m pytest -q -ra tests
+
+demo: $(STAMP)  ## set up if needed, then run the embedded end-to-end demo (synthetic world, tiny CLIP)
+	$(VENV)/bin/idia run pipelines/demo.yaml
+
+bench: $(STAMP)  ## run the benchmarks (see BENCHMARKS.md)
+	$(VPY) -m bench.run_all
+
+clean:  ## remove build debris (keeps .venv)
+	rm -rf .pytest_cache *.egg-info spark-warehouse

@@ -1,0 +1,18 @@
+"""Errors that are the user's to fix (bad input, bad config): shown as one clear line, never a bare traceback."""
+
+from __future__ import annotations
+
+from idia.config import ConfigError
+from schemas.validate import SchemaError
+
+
+class UserError(Exception):
+    """Bad input or configuration. The message says what is wrong and where (file, line, column)."""
+
+
+class InputFileError(UserError):
+    """An input file is missing, corrupt, truncated or of the wrong shape."""
+
+
+# Config and schema errors are the user's to fix too: the CLI shows them the same way.
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, ConfigError, SchemaError)

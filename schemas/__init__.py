@@ -1,0 +1,237 @@
+"""The single source of truth for every table that crosses a stage boundary.
+
+Each boundary table is an Arrow schema here. Spark types (`schemas.spark`) and input validation
+(`schemas.validate`) are derived from these; no stage spells a column list of its own.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# --------------------------------------------------------------------------------------------
+# Input: LAION metadata shards
+# --------------------------------------------------------------------------------------------
+
+#: LAION-400M metadata, exactly as published (32 snappy parquet files, ~12.9M rows each).
+LAION_400M = pa.schema(
+    [
+        pa.field("SAMPLE_ID", pa.int64()),
+        pa.field("URL", pa.string()),
+        pa.field("TEXT", pa.string()),
+        pa.field("HEIGHT", pa.int32()),
+        pa.field("WIDTH", pa.int32()),
+        pa.field("LICENSE", pa.string()),
+        pa.field("NSFW", pa.string()),
+        pa.field("similarity", pa.float64()),
+    ]
+)
+
+#: laion2B-en(-joined) metadata columns.
+LAION_2B_EN = pa.schema(
+    [
+        pa.field("URL", pa.string()),
+        pa.field("TEXT", pa.string()),
+        pa.field("WIDTH", pa.int64()),
+        pa.field("HEIGHT", pa.int64()),
+        pa.field("similarity", pa.float64()),
+        pa.field("hash", pa.int64()),
+        pa.field("punsafe", pa.float32()),
+        pa.field("pwatermark", pa.float32()),
+    ]
+)
+
+#: The canonical caption row every stage works on after column mapping (LAION-400M names).
+CAPTIONS = LAION_400M
+
+#: Explicit column mappings: canonical column -> column in the source layout (None: absent, filled with null).
+#: Source types are cast to the canonical ones after renaming.
+COLUMN_MAPPINGS: dict[str, dict[str, str | None]] = {
+    "laion400m": {f.name: f.name for f in LAION_400M},
+    "laion2b-en": {
+        "SAMPLE_ID": "hash",
+        "URL": "URL",
+        "TEXT": "TEXT",
+        "HEIGHT": "HEIGHT",
+        "WIDTH": "WIDTH",
+        "LICENSE": None,
+        "NSFW": None,
+        "similarity": "similarity",
+    },
+    # clip-retrieval embedding metadata and some mirrors: lowercase url / caption.
+    "lowercase": {
+        "SAMPLE_ID": None,
+        "URL": "url",
+        "TEXT": "caption",
+        "HEIGHT": None,
+        "WIDTH": None,
+        "LICENSE": None,
+        "NSFW": None,
+        "similarity": None,
+    },
+}
+
+#: Columns without which mining cannot run, whatever the layout.
+REQUIRED_CAPTION_COLUMNS = ("URL", "TEXT")
+
+# --------------------------------------------------------------------------------------------
+# Names list (parsed and validated)
+# --------------------------------------------------------------------------------------------
+
+#: identity_id: a stable slug ([A-Za-z0-9_-], at most 64 chars), given or derived from the name.
+#: Identity names never become paths; identity_id may (it is validated to be path-safe).
+IDENTITIES = pa.schema(
+    [
+        pa.field("identity_id", pa.string(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("aliases", pa.list_(pa.string())),
+        pa.field("sex", pa.string()),  # "m" / "f" / null where unknown; used for fake candidate names
+        pa.field("source_line", pa.int32()),  # 1-based line in the names file
+    ]
+)
+
+# --------------------------------------------------------------------------------------------
+# mine outputs
+# --------------------------------------------------------------------------------------------
+
+COUNTS = pa.schema(
+    [
+        pa.field("identity_id", pa.string(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("n_captions", pa.int64(), nullable=False),  # caption rows matched
+        pa.field("n_unique_urls", pa.int64(), nullable=False),
+        pa.field("match_mode", pa.string(), nullable=False),
+    ]
+)
+
+#: One row per (identity, matched caption row). Written under manifests/bucket=NNN/, sorted by
+#: identity_id, so one identity's rows are one bucket read with a row-group filter.
+MANIFEST = pa.schema(
+    [
+        pa.field("identity_id", pa.string(), nullable=False),
+        pa.field("SAMPLE_ID", pa.int64()),
+        pa.field("URL", pa.string()),
+        pa.field("TEXT", pa.string()),
+        pa.field("WIDTH", pa.int32()),
+        pa.field("HEIGHT", pa.int32()),
+        pa.field("NSFW", pa.string()),
+        pa.field("similarity", pa.float64()),
+        pa.field("matched_alias", pa.string()),  # the name or alias that matched
+        pa.field("match_score", pa.float64()),  # 100.0 for exact modes, rapidfuzz score for fuzzy
+        pa.field("n_identities_in_caption", pa.int32()),
+        pa.field("source_file", pa.string()),
+    ]
+)
+
+#: Regenerated identity list, the study's occurrence table plus the derived lists.
+IDENTITY_LIST = pa.schema(
+    [
+        pa.field("identity_id", pa.string(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("count", pa.int64(), nullable=False),
+        pa.field("membership", pa.string(), nullable=False),  # "member" / "non_member"
+        pa.field("bin", pa.string(), nullable=False),  # "[0, 25)", ..., "[300, inf)"
+        pa.field("in_eval_subset", pa.bool_(), nullable=False),  # count < member_max
+    ]
+)
+
+# --------------------------------------------------------------------------------------------
+# download outputs
+# --------------------------------------------------------------------------------------------
+
+#: One row per requested URL: where it ended up. Requested = downloaded + failed, per identity.
+DOWNLOAD_INDEX = pa.schema(
+    [
+        pa.field("identity_id", pa.string(), nullable=False),
+        pa.field("source_id", pa.string(), nullable=False),  # SAMPLE_ID or the query list's image_id
+        pa.field("url", pa.string()),
+        pa.field("status", pa.string(), nullable=False),  # "success" or "failed"
+        pa.field("reason", pa.string()),  # null on success; else a short reason code
+        pa.field("shard", pa.string()),  # tar path relative to the download folder (success only)
+        pa.field("key", pa.string()),  # webdataset key inside the shard (success only)
+    ]
+)
+
+# --------------------------------------------------------------------------------------------
+# attack outputs
+# --------------------------------------------------------------------------------------------
+
+CANDIDATES = pa.schema(
+    [
+        pa.field("candidate_index", pa.int32(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("identity_id", pa.string()),  # null for fake names
+        pa.field("is_fake", pa.bool_(), nullable=False),
+    ]
+)
+
+PREDICTIONS = pa.schema(
+    [
+        pa.field("identity_id", pa.string(), nullable=False),
+        pa.field("image_key", pa.string(), nullable=False),
+        pa.field("template_index", pa.int16(), nullable=False),
+        pa.field("predicted_candidate", pa.int32(), nullable=False),
+        pa.field("correct", pa.bool_(), nullable=False),
+    ]
+)
+
+ATTACKS = pa.schema(
+    [
+        pa.field("identity_id", pa.string(), nullable=False),
+        pa.field("k", pa.int32(), nullable=False),  # images requested for this attack
+        pa.field("k_used", pa.int32(), nullable=False),  # images actually used (< k if fewer exist)
+        pa.field("draw", pa.int32(), nullable=False),
+        pa.field("correct_templates", pa.int32(), nullable=False),  # the score
+        pa.field("predicted_member", pa.bool_(), nullable=False),  # score >= tau
+    ]
+)
+
+#: Per identity in: attacked, or skipped with its reason. Identities in = attacked + skipped.
+ATTACK_STATUS = pa.schema(
+    [
+        pa.field("identity_id", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),  # "attacked" / "skipped"
+        pa.field("reason", pa.string()),
+        pa.field("n_images", pa.int32(), nullable=False),
+        pa.field("n_corrupt_images", pa.int32(), nullable=False),
+    ]
+)
+
+MEMBERSHIP = pa.schema(
+    [
+        pa.field("identity_id", pa.string(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("is_member", pa.bool_()),  # ground truth from mining; null where unknown
+        pa.field("caption_count", pa.int64()),  # mined count; null where unknown
+        pa.field("k", pa.int32(), nullable=False),
+        pa.field("score", pa.float64(), nullable=False),  # mean correct templates over draws
+        pa.field("member_rate", pa.float64(), nullable=False),  # share of draws predicted member
+        pa.field("predicted_member", pa.bool_(), nullable=False),  # majority of draws
+    ]
+)
+
+METRICS = pa.schema(
+    [
+        pa.field("k", pa.int32(), nullable=False),
+        pa.field("tau", pa.int32(), nullable=False),
+        pa.field("metric", pa.string(), nullable=False),  # tpr, fnr, fpr, tnr, accuracy, precision
+        pa.field("mean", pa.float64()),
+        pa.field("std", pa.float64()),
+        pa.field("n_draws", pa.int32(), nullable=False),
+    ]
+)
+
+ALL = {
+    "laion400m": LAION_400M,
+    "laion2b_en": LAION_2B_EN,
+    "identities": IDENTITIES,
+    "counts": COUNTS,
+    "manifest": MANIFEST,
+    "identity_list": IDENTITY_LIST,
+    "download_index": DOWNLOAD_INDEX,
+    "candidates": CANDIDATES,
+    "predictions": PREDICTIONS,
+    "attacks": ATTACKS,
+    "attack_status": ATTACK_STATUS,
+    "membership": MEMBERSHIP,
+    "metrics": METRICS,
+}
