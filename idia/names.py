@@ -1,0 +1,214 @@
+"""Read and validate a names list (CSV with header, or one name a line) into a `schemas.IDENTITIES` table.
+
+Rules (every rejection raises InputFileError naming the file and the 1-based line):
+
+- Encoding: UTF-8 (a leading BOM is ignored). Invalid UTF-8 -> error with the line number.
+- Format: CSV when the first non-blank line is a header containing a column named exactly `name`
+  (`identity_id,name[,aliases][,sex]`; extra columns are ignored, so the study's published counts CSV
+  `,name,count,membership,bin` reads as a names list too). Otherwise plain text, one name a line.
+- Each name and alias is normalised: Unicode NFC, leading/trailing whitespace stripped, every internal
+  whitespace run (tabs, NBSP, ...) collapsed to one space. Case and accents are kept verbatim (the
+  `paper` matching mode needs the name exactly as written).
+- Zero-width and other invisible format characters (Unicode category Cf: U+200B, U+200D, U+FEFF, soft
+  hyphen, bidi marks, ...) and control characters (Cc, other than whitespace) are REJECTED, not removed:
+  they make two visually equal names differ, so the user must clean them.
+- A name must contain at least one letter or digit and be at most 256 characters.
+- Blank lines (and, in CSV, rows whose name field is blank after an all-blank row) are skipped and counted
+  (`blank_lines` in the table's schema metadata and in `parse_names`' stats).
+- Duplicate names (after the normalisation above), duplicate identity_ids, and an alias equal to another
+  identity's name or alias -> error naming both line numbers.
+- identity_id: given (CSV) or derived. Given ids must match `[A-Za-z0-9_-]{1,64}`. Derived ids (plain
+  text, or an empty/absent identity_id column) are a slug of the ASCII-folded name plus 8 hex of the
+  SHA-1 of the normalised name: stable across files and line order, e.g. `adrianne-leon-1c9e2f0a`.
+- aliases: `|`-separated; blanks dropped; aliases equal to the name or repeated are dropped.
+- sex: m/f (also male/female, any case); empty -> null; anything else is an error.
+
+Names never become file or folder names; identity_id may (it is validated path-safe).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import unicodedata
+from pathlib import Path
+
+import pyarrow as pa
+
+from idia.errors import InputFileError
+from idia.stats import Stats
+from schemas import IDENTITIES
+
+ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_NAME_CHARS = 256
+_WS_RE = re.compile(r"\s+")
+_SEX = {"m": "m", "male": "m", "f": "f", "female": "f"}
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def decode_utf8(data: bytes, where: str) -> str:
+    """Decode strictly; an invalid byte sequence is reported with its line number."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputFileError(
+            f"{where}: line {_line_of(data, exc.start)}: invalid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
+        ) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def normalize_name(raw: str, where: str, line: int, what: str = "name") -> str:
+    """NFC + whitespace collapse; reject invisible format/control characters. Returns '' for blank."""
+    for ch in raw:
+        cat = unicodedata.category(ch)
+        if cat == "Cf" or (cat == "Cc" and not ch.isspace()):
+            raise InputFileError(
+                f"{where}: line {line}: {what} {raw.strip()!r} contains the invisible character U+{ord(ch):04X} "
+                f"({unicodedata.name(ch, 'control character')}); remove it"
+            )
+    text = _WS_RE.sub(" ", unicodedata.normalize("NFC", raw)).strip()
+    if not text:
+        return ""
+    if len(text) > MAX_NAME_CHARS:
+        raise InputFileError(f"{where}: line {line}: {what} is {len(text)} characters long (max {MAX_NAME_CHARS})")
+    if not any(ch.isalnum() for ch in text):
+        raise InputFileError(f"{where}: line {line}: {what} {text!r} has no letter or digit")
+    return text
+
+
+def derive_identity_id(name: str) -> str:
+    """Stable, path-safe id from a (normalised) name: ascii slug + 8 hex of its SHA-1."""
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii").lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", folded).strip("-")[:48].strip("-")
+    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
+    return f"{slug}-{digest}" if slug else f"id-{digest}"
+
+
+def _is_csv_header(line: str) -> bool:
+    try:
+        fields = next(csv.reader([line]))
+    except (csv.Error, StopIteration):
+        return False
+    return len(fields) >= 2 and "name" in [f.strip() for f in fields]
+
+
+def parse_names(path: str | Path) -> tuple[pa.Table, Stats]:
+    """Parse a names file; returns the IDENTITIES table and stats (lines, blank_lines, identities, aliases)."""
+    path = Path(path)
+    where = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputFileError(f"{where}: names file not found") from None
+    except IsADirectoryError:
+        raise InputFileError(f"{where}: is a folder, expected a names file") from None
+    text = decode_utf8(data, where)
+    stats = Stats()
+    rows: list[tuple[int, str | None, str, list[str], str | None]] = []  # line, id, name, aliases, sex
+
+    # Split on line breaks only (not str.splitlines, which also splits on U+2028, \x1c, ...) so line
+    # numbers agree with editors and with the invalid-UTF-8 report.
+    lines = re.split(r"\r\n|\r|\n", text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
+    if first is None:
+        raise InputFileError(f"{where}: names file is empty")
+    stats["blank_lines"] += first
+    if _is_csv_header(lines[first]):
+        reader = csv.reader(io.StringIO("\n".join(lines[first:]) + "\n"))
+        header = [h.strip() for h in next(reader)]
+        col = {h: i for i, h in reversed(list(enumerate(header)))}
+        stats["lines"] += first + 1
+        prev_end = 1  # reader.line_num after the header, relative to `first`
+        for fields in reader:
+            line = first + prev_end + 1  # first physical line of this record
+            prev_end = reader.line_num
+            stats["lines"] += 1
+            if not any(f.strip() for f in fields):
+                stats["blank_lines"] += 1
+                continue
+
+            def get(name: str) -> str:
+                i = col.get(name)
+                return fields[i] if i is not None and i < len(fields) else ""
+
+            name = normalize_name(get("name"), where, line)
+            if not name:
+                raise InputFileError(f"{where}: line {line}: empty name")
+            rid = get("identity_id").strip() or None
+            aliases = [normalize_name(a, where, line, "alias") for a in get("aliases").split("|")]
+            sex_raw = get("sex").strip().lower()
+            if sex_raw and sex_raw not in _SEX:
+                raise InputFileError(f"{where}: line {line}: sex must be m/f/male/female or empty, got {sex_raw!r}")
+            rows.append((line, rid, name, aliases, _SEX.get(sex_raw)))
+    else:
+        for i, raw in enumerate(lines):
+            stats["lines"] += 1
+            if i < first:
+                continue
+            name = normalize_name(raw, where, i + 1)
+            if not name:
+                stats["blank_lines"] += 1
+                continue
+            rows.append((i + 1, None, name, [], None))
+
+    ids, names_out, aliases_out, sexes, src = [], [], [], [], []
+    seen_name: dict[str, int] = {}  # name or alias -> line
+    seen_id: dict[str, int] = {}
+    for line, rid, name, aliases, sex in rows:
+        if name in seen_name:
+            raise InputFileError(f"{where}: line {line}: name {name!r} duplicates line {seen_name[name]}")
+        seen_name[name] = line
+        if rid is None:
+            rid = derive_identity_id(name)
+        elif not ID_RE.match(rid):
+            raise InputFileError(
+                f"{where}: line {line}: identity_id {rid!r} is not path-safe (allowed: A-Z a-z 0-9 _ -, 1-64 chars)"
+            )
+        if rid in seen_id:
+            raise InputFileError(f"{where}: line {line}: identity_id {rid!r} duplicates line {seen_id[rid]}")
+        seen_id[rid] = line
+        kept: list[str] = []
+        for a in aliases:
+            if not a or a == name or a in kept:
+                continue
+            if a in seen_name:
+                raise InputFileError(
+                    f"{where}: line {line}: alias {a!r} is already a name or alias on line {seen_name[a]}"
+                )
+            kept.append(a)
+        for a in kept:
+            seen_name[a] = line
+        stats["aliases"] += len(kept)
+        ids.append(rid)
+        names_out.append(name)
+        aliases_out.append(kept)
+        sexes.append(sex)
+        src.append(line)
+    # Aliases seen before a later identical name are caught when that name arrives (seen_name holds both).
+    stats["identities"] = len(ids)
+    if not ids:
+        raise InputFileError(f"{where}: no names found (only blank lines)")
+    table = pa.Table.from_arrays(
+        [
+            pa.array(ids, pa.string()),
+            pa.array(names_out, pa.string()),
+            pa.array(aliases_out, pa.list_(pa.string())),
+            pa.array(sexes, pa.string()),
+            pa.array(src, pa.int32()),
+        ],
+        schema=IDENTITIES,
+    )
+    meta = {b"source": where.encode(), b"blank_lines": str(stats["blank_lines"]).encode()}
+    return table.replace_schema_metadata(meta), stats
+
+
+def read_names(path: str | Path) -> pa.Table:
+    """Parse a names file into a `schemas.IDENTITIES` table (see the module docstring for the rules)."""
+    return parse_names(path)[0]

@@ -1,0 +1,123 @@
+"""Unit tests for idia.names.read_names: both file formats, normalisation and every rejection with its line."""
+
+from __future__ import annotations
+
+import pytest
+
+from idia.errors import InputFileError
+from idia.names import derive_identity_id, parse_names, read_names
+from schemas import IDENTITIES
+
+
+def write(tmp_path, text, name="names.txt", raw: bytes | None = None):
+    p = tmp_path / name
+    if raw is not None:
+        p.write_bytes(raw)
+    else:
+        p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_plain_text_derives_stable_ids_and_counts_blank_lines(tmp_path):
+    p = write(tmp_path, "\nAdrianne León\n\n  Barack   Obama \t\n\n")
+    table, stats = parse_names(p)
+    assert table.schema.remove_metadata() == IDENTITIES
+    assert table.column("name").to_pylist() == ["Adrianne León", "Barack Obama"]
+    assert table.column("source_line").to_pylist() == [2, 4]
+    assert stats["blank_lines"] == 3 and stats["lines"] == 5 and stats["identities"] == 2
+    ids = table.column("identity_id").to_pylist()
+    assert ids[0].startswith("adrianne-leon-") and ids[1].startswith("barack-obama-")
+    # Stable: same name -> same id regardless of line position or file.
+    p2 = write(tmp_path, "Barack Obama\nAdrianne León\n", "other.txt")
+    assert sorted(read_names(p2).column("identity_id").to_pylist()) == sorted(ids)
+    assert derive_identity_id("Adrianne León") != derive_identity_id("Adrianne Leon")
+
+
+def test_csv_with_aliases_sex_and_extra_columns(tmp_path):
+    p = write(
+        tmp_path,
+        "identity_id,name,aliases,sex,notes\n"
+        "obama,Barack Obama,Obama|Barack H. Obama| |Obama,M,x\n"
+        "\n"
+        'leon,"Adrianne León",,female,"multi\nline note"\n'
+        ",Chris Evans,,,\n",
+        "names.csv",
+    )
+    t = read_names(p)
+    assert t.column("identity_id").to_pylist()[:2] == ["obama", "leon"]
+    assert t.column("identity_id").to_pylist()[2] == derive_identity_id("Chris Evans")
+    assert t.column("aliases").to_pylist() == [["Obama", "Barack H. Obama"], [], []]
+    assert t.column("sex").to_pylist() == ["m", "f", None]
+    assert t.column("source_line").to_pylist() == [2, 4, 6]
+
+
+def test_published_counts_csv_reads_as_names_list():
+    from pathlib import Path
+
+    import idia
+
+    t = read_names(Path(idia.__file__).parent / "resources" / "laion400m_membership_counts_published.csv")
+    assert t.num_rows == 548
+    assert "Adrianne León" in t.column("name").to_pylist()
+
+
+def test_nfc_normalisation_makes_decomposed_duplicate(tmp_path):
+    decomposed = "Adrianne Leo\u0301n"  # o + combining acute
+    p = write(tmp_path, f"Adrianne León\n{decomposed}\n")
+    with pytest.raises(InputFileError, match=r"line 2: name 'Adrianne León' duplicates line 1"):
+        read_names(p)
+
+
+@pytest.mark.parametrize(
+    "text, pattern",
+    [
+        ("Alice Smith\nBob\u200b Jones\n", r"line 2: .*U\+200B"),
+        ("Alice Smith\nBob\x07Jones\n", r"line 2: .*U\+0007"),
+        ("Alice Smith\n\n\u00adBob\n", r"line 3: .*U\+00AD"),
+        ("Alice\n!!!\n", r"line 2: name '!!!' has no letter or digit"),
+        ("x" * 300 + "\n", r"line 1: name is 300 characters long"),
+    ],
+)
+def test_rejections_name_the_line(tmp_path, text, pattern):
+    with pytest.raises(InputFileError, match=pattern):
+        read_names(write(tmp_path, text))
+
+
+def test_invalid_utf8_reports_line(tmp_path):
+    p = write(tmp_path, None, raw="Alice\nBob\n".encode() + b"Caf\xe9 Owner\n")
+    with pytest.raises(InputFileError, match=r"line 3: invalid UTF-8 \(byte 0xe9\)"):
+        read_names(p)
+
+
+def test_bom_is_ignored(tmp_path):
+    p = write(tmp_path, None, raw=b"\xef\xbb\xbfidentity_id,name\na1,Alice\n")
+    assert read_names(p).column("identity_id").to_pylist() == ["a1"]
+
+
+@pytest.mark.parametrize(
+    "text, pattern",
+    [
+        ("identity_id,name\na,Alice\nb,Bob\na,Carol\n", r"line 4: identity_id 'a' duplicates line 2"),
+        ("identity_id,name\na,Alice\nb,Bob\nc,Alice\n", r"line 4: name 'Alice' duplicates line 2"),
+        ("identity_id,name,aliases\na,Alice,Al\nb,Bob,Al\n", r"line 3: alias 'Al' is already a name or alias on line 2"),
+        ("identity_id,name\n../etc,Alice\n", r"line 2: identity_id '../etc' is not path-safe"),
+        ("identity_id,name,sex\na,Alice,x\n", r"line 2: sex must be"),
+        ("identity_id,name\na,\n", r"line 2: empty name"),
+    ],
+)
+def test_csv_rejections(tmp_path, text, pattern):
+    with pytest.raises(InputFileError, match=pattern):
+        read_names(write(tmp_path, text, "n.csv"))
+
+
+def test_alias_then_same_name_later_is_a_duplicate(tmp_path):
+    p = write(tmp_path, "identity_id,name,aliases\na,Alice,Bob\nb,Bob,\n", "n.csv")
+    with pytest.raises(InputFileError, match=r"line 3: name 'Bob' duplicates line 2"):
+        read_names(p)
+
+
+def test_missing_and_empty_files(tmp_path):
+    with pytest.raises(InputFileError, match="not found"):
+        read_names(tmp_path / "nope.txt")
+    with pytest.raises(InputFileError, match="empty"):
+        read_names(write(tmp_path, "\n\n  \n"))
