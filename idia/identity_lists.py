@@ -1,0 +1,112 @@
+"""Identity lists as in the study: occurrence table with bins, members, non-members, evaluation subset; manifest buckets.
+
+membership: "member" (count >= member_min), "non_member" (count == 0), and "excluded" for 0 < count < member_min
+(seen, but too rarely to call a member under a stricter threshold; with the study's member_min = 1 it never occurs).
+Bins as the study's table: [0, 25), [25, 50), ..., [275, 300), [300, inf).
+in_eval_subset: member or non_member with count < member_max (the study evaluated members seen < 300 times).
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from idia.atomic import write_parquet, write_text
+from schemas import IDENTITY_LIST
+
+BIN_WIDTH = 25
+BIN_TOP = 300
+
+
+def bin_label(count: int) -> str:
+    if count >= BIN_TOP:
+        return f"[{BIN_TOP}, inf)"
+    lo = (count // BIN_WIDTH) * BIN_WIDTH
+    return f"[{lo}, {lo + BIN_WIDTH})"
+
+
+def membership(count: int, member_min: int = 1) -> str:
+    if count == 0:
+        return "non_member"
+    return "member" if count >= member_min else "excluded"
+
+
+def build_identity_list(counts: pa.Table, member_min: int = 1, member_max: int = 300) -> pa.Table:
+    """From a COUNTS-like table (identity_id, name, n_captions) in names-file order -> IDENTITY_LIST."""
+    if member_min < 1:
+        raise ValueError("member_min must be >= 1 (count 0 is always non-member)")
+    ids = counts.column("identity_id").to_pylist()
+    names = counts.column("name").to_pylist()
+    n = [int(x) for x in counts.column("n_captions").to_pylist()]
+    mem = [membership(c, member_min) for c in n]
+    return pa.Table.from_arrays(
+        [
+            pa.array(ids, pa.string()),
+            pa.array(names, pa.string()),
+            pa.array(n, pa.int64()),
+            pa.array(mem, pa.string()),
+            pa.array([bin_label(c) for c in n], pa.string()),
+            pa.array([m != "excluded" and c < member_max for m, c in zip(mem, n)], pa.bool_()),
+        ],
+        schema=IDENTITY_LIST,
+    )
+
+
+def _csv(table: pa.Table) -> str:
+    import pandas as pd  # noqa: F401  (pyarrow's to_pandas needs it)
+
+    return table.to_pandas().to_csv(index=False, lineterminator="\n")
+
+
+def write_identity_lists(lists: pa.Table, folder: str | Path) -> dict[str, int]:
+    """occurrences.parquet/.csv, members.csv, non_members.csv, eval_subset.csv under `folder`; returns sizes."""
+    folder = Path(folder)
+    write_parquet(lists, folder / "occurrences.parquet")
+    write_text(_csv(lists), folder / "occurrences.csv")
+    cols = ["identity_id", "name", "count"]
+    parts = {
+        "members": lists.filter(pc.equal(lists["membership"], "member")),
+        "non_members": lists.filter(pc.equal(lists["membership"], "non_member")),
+        "eval_subset": lists.filter(lists["in_eval_subset"]),
+    }
+    for name, t in parts.items():
+        write_text(_csv(t.select(cols)), folder / f"{name}.csv")
+    sizes = {k: v.num_rows for k, v in parts.items()}
+    sizes["excluded"] = int(pc.sum(pc.equal(lists["membership"], "excluded")).as_py() or 0)
+    return sizes
+
+
+def bin_table(lists: pa.Table) -> list[tuple[str, int]]:
+    """Identities per bin, in bin order (the study's occurrence histogram)."""
+    labels = [bin_label(c) for c in range(0, BIN_TOP + 1, BIN_WIDTH)]
+    got = lists.column("bin").to_pylist()
+    return [(lab, got.count(lab)) for lab in labels]
+
+
+def bucket_of(identity_id: str, buckets: int) -> int:
+    """Stable manifest bucket of an identity (CRC-32, independent of Python's hash seed)."""
+    return zlib.crc32(identity_id.encode("utf-8")) % buckets
+
+
+def bucket_array(identity_ids: list[str], buckets: int) -> np.ndarray:
+    return np.fromiter((bucket_of(i, buckets) for i in identity_ids), dtype=np.int32, count=len(identity_ids))
+
+
+def read_manifest(mine_dir: str | Path, identity_id: str) -> pa.Table:
+    """One identity's manifest rows from a mine output folder: reads one bucket only, filters by identity."""
+    import json
+
+    mine_dir = Path(mine_dir)
+    buckets = json.loads((mine_dir / "config.json").read_text())["buckets"]
+    folder = mine_dir / "manifests" / f"bucket={bucket_of(identity_id, buckets):03d}"
+    from schemas import MANIFEST
+
+    if not folder.exists():
+        return MANIFEST.empty_table()
+    parts = [pq.read_table(f, filters=[("identity_id", "=", identity_id)]) for f in sorted(folder.glob("*.parquet"))]
+    return pa.concat_tables(parts).cast(MANIFEST) if parts else MANIFEST.empty_table()

@@ -1,0 +1,76 @@
+"""The one Spark session factory: master, app name, small-machine defaults, Arrow on, project code shipped to executors."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: Packages executors import (the mapInArrow functions live in jobs/, the logic in idia/ and schemas/).
+SHIPPED_PACKAGES = ("idia", "schemas", "jobs")
+
+_zip_path: str | None = None
+
+
+def project_zip() -> str:
+    """Zip the project's Python packages once per driver process (for addPyFile on remote executors)."""
+    global _zip_path
+    if _zip_path and os.path.exists(_zip_path):
+        return _zip_path
+    fd, path = tempfile.mkstemp(prefix="idia-pkgs-", suffix=".zip")
+    os.close(fd)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for pkg in SHIPPED_PACKAGES:
+            for f in sorted((PROJECT_ROOT / pkg).rglob("*")):
+                if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc":
+                    zf.write(f, f.relative_to(PROJECT_ROOT).as_posix())
+    _zip_path = path
+    return path
+
+
+def get_spark(master: str | None = None, app_name: str = "idia", conf: dict[str, str] | None = None):
+    """Create (or return the running) SparkSession.
+
+    master: None -> $SPARK_MASTER or local[*]; any Spark master URL (spark://, yarn, k8s://) otherwise.
+    conf: extra Spark settings, applied last (they win over the defaults here).
+    """
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    master = master or os.environ.get("SPARK_MASTER") or "local[*]"
+    local = master.startswith("local")
+    defaults = {
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # Record batches handed to mapInArrow: this, not the shard size, bounds a Python worker's memory.
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "8192",
+        # A few hundred shuffle partitions is tuned for big clusters; small jobs pay for each one.
+        "spark.sql.shuffle.partitions": "8" if local else "64",
+        "spark.default.parallelism": str(os.cpu_count() or 2) if local else "64",
+        # Python workers are reused, so a per-process cache (the matching automaton) is built once.
+        "spark.python.worker.reuse": "true",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.adaptive.enabled": "true",
+    }
+    if local or os.environ.get("SPARK_LOCAL_IP") == "127.0.0.1":
+        defaults["spark.driver.host"] = "127.0.0.1"
+        defaults["spark.driver.bindAddress"] = "127.0.0.1"
+    if local:
+        defaults["spark.ui.enabled"] = "false"
+        defaults["spark.driver.memory"] = os.environ.get("IDIA_SPARK_DRIVER_MEMORY", "2g")
+    settings = {**defaults, **(conf or {})}
+    builder = SparkSession.builder.master(master).appName(app_name)
+    for k, v in settings.items():
+        builder = builder.config(k, v)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    if not local:
+        # Executors elsewhere cannot see this checkout: ship the packages. Local executors import them directly.
+        zpath = project_zip()
+        if zpath not in getattr(spark.sparkContext, "_idia_shipped", set()):
+            spark.sparkContext.addPyFile(zpath)
+            spark.sparkContext._idia_shipped = {zpath}
+    return spark
