@@ -124,6 +124,9 @@ def group_task(gid: int, members: list[tuple[str, int, list]], text_emb: np.ndar
     if done and done.get("hash") == group_hash:  # a retried task after its output landed
         return done["stats"]
     model, preprocess, _, device = _model(params)
+    slow = float(os.environ.get("IDIA_ATTACK_SLOW_GROUP_S", "0"))  # fault-injection tests only: widen the window
+    if slow:
+        time.sleep(slow)
     stats = Stats()
     with ImageReader() as reader:
         items = [(f"{iid}\x00{ref.image_key}", (lambda r=ref: reader.open(r))) for iid, _, refs in members for ref in refs]

@@ -1,0 +1,82 @@
+"""A real Dask cluster for tests: `dask scheduler` and `dask worker` processes on 127.0.0.1, stopped by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DASK = str(Path(sys.executable).with_name("dask"))
+
+
+class DaskTestCluster:
+    """Scheduler + workers as subprocesses (workers without nanny, so a worker's PID is the worker itself)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.scheduler_file = self.folder / "scheduler.json"
+        self.scheduler: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []
+        self._logs: list = []
+
+    def _spawn(self, args: list[str], name: str, env: dict | None = None) -> subprocess.Popen:
+        log = open(self.folder / f"{name}.log", "wb")
+        self._logs.append(log)
+        e = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=e, cwd=str(Path(__file__).parents[2]))
+
+    def start_scheduler(self) -> str:
+        self.scheduler = self._spawn([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                      "--scheduler-file", str(self.scheduler_file)], "scheduler")
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.scheduler_file.exists():
+                try:
+                    return json.loads(self.scheduler_file.read_text())["address"]
+                except (ValueError, KeyError):
+                    pass
+            if self.scheduler.poll() is not None:
+                raise RuntimeError(f"dask scheduler exited: {(self.folder / 'scheduler.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        raise TimeoutError("dask scheduler did not start in 60 s")
+
+    def add_worker(self, name: str, env: dict | None = None) -> subprocess.Popen:
+        w = self._spawn([DASK, "worker", "--scheduler-file", str(self.scheduler_file), "--host", "127.0.0.1",
+                         "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", name,
+                         "--memory-limit", "0"], f"worker-{name}", env)
+        self.workers.append(w)
+        return w
+
+    def wait_workers(self, n: int, timeout: float = 90) -> None:
+        from distributed import Client
+
+        with Client(scheduler_file=str(self.scheduler_file), timeout="30s") as c:
+            c.wait_for_workers(n, timeout=timeout)
+
+    @property
+    def address(self) -> str:
+        return json.loads(self.scheduler_file.read_text())["address"]
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        for p in [*self.workers, self.scheduler]:
+            if p is not None and p.poll() is None:
+                os.kill(p.pid, signal.SIGTERM)
+        for p in [*self.workers, self.scheduler]:
+            if p is not None:
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.kill(p.pid, signal.SIGKILL)
+                    p.wait(timeout=10)
+        for log in self._logs:
+            log.close()

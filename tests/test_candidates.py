@@ -1,0 +1,73 @@
+"""Candidate names: true names + seeded fakes per sex, never a real name or alias; explicit lists."""
+
+import pyarrow as pa
+import pytest
+
+import schemas
+from idia.candidates import build_candidates, normalise, read_candidates_file
+from idia.errors import InputFileError, UserError
+
+
+def _ids(rows):
+    return pa.table({
+        "identity_id": [r[0] for r in rows], "name": [r[1] for r in rows],
+        "aliases": pa.array([r[2] for r in rows], pa.list_(pa.string())),
+        "sex": [r[3] for r in rows], "source_line": pa.array(range(len(rows)), pa.int32()),
+    }, schema=schemas.IDENTITIES)
+
+
+IDS = _ids([("b", "Zelda Quux", [], "f"), ("a", "Yorick Vax", ["Y. Vax"], "m"), ("c", "Pat Doe", [], None)])
+
+
+def test_true_names_first_then_fakes():
+    c = build_candidates(IDS, 200, seed=1)
+    assert c.schema == schemas.CANDIDATES and c.num_rows == 200
+    assert c.column("identity_id").to_pylist()[:3] == ["a", "b", "c"]
+    assert c.column("name").to_pylist()[:3] == ["Yorick Vax", "Zelda Quux", "Pat Doe"]
+    fakes = c.column("name").to_pylist()[3:]
+    assert all(c.column("is_fake").to_pylist()[3:]) and not any(c.column("is_fake").to_pylist()[:3])
+    assert len({normalise(n) for n in fakes}) == 197
+    assert all(n == n.title() for n in fakes)
+    assert build_candidates(IDS, 200, seed=1).equals(c)
+    assert not build_candidates(IDS, 200, seed=2).equals(c)
+
+
+def test_fakes_per_sex():
+    from idia.candidates import _first_names
+
+    male, female = set(_first_names("m")), set(_first_names("f"))
+    only_m = _ids([(f"m{i}", f"Man{i} Xy", [], "m") for i in range(4)])
+    fakes = build_candidates(only_m, 60, seed=0).column("name").to_pylist()[4:]
+    assert all(n.split()[0] in male for n in fakes)
+    only_f = _ids([(f"f{i}", f"Woman{i} Xy", [], "f") for i in range(4)])
+    assert all(n.split()[0] in female for n in build_candidates(only_f, 60, seed=0).column("name").to_pylist()[4:])
+
+
+def test_a_fake_never_equals_a_real_name_or_alias():
+    first = build_candidates(IDS, 50, seed=5).column("name").to_pylist()
+    victim = first[10]  # a name the generator would draw: make it a real identity's alias (other case, accent)
+    ids2 = _ids([("b", "Zelda Quux", [victim.upper()], "f"), ("a", "Yorick Vax", ["Y. Vax"], "m"),
+                 ("c", "Pat Doe", [], None)])
+    again = build_candidates(ids2, 50, seed=5).column("name").to_pylist()
+    assert normalise(victim) not in {normalise(n) for n in again[3:]}
+    assert len(again) == 50
+
+
+def test_num_candidates_equal_to_identities_means_no_fakes_and_too_few_is_an_error():
+    c = build_candidates(IDS, 3)
+    assert c.num_rows == 3 and not any(c.column("is_fake").to_pylist())
+    with pytest.raises(UserError, match="smaller than the number of identities"):
+        build_candidates(IDS, 2)
+
+
+def test_candidates_file(tmp_path):
+    f = tmp_path / "c.txt"
+    f.write_text("Someone Else\nzelda quux\nY. Vax\nPat Doe\n")
+    c = read_candidates_file(f, IDS)
+    assert c.column("identity_id").to_pylist() == [None, "b", "a", "c"]
+    f.write_text("Someone Else\nZelda Quux\n")
+    with pytest.raises(InputFileError, match="not a candidate"):
+        read_candidates_file(f, IDS)
+    f.write_text("Zelda Quux\nZELDA QUUX\n")
+    with pytest.raises(InputFileError, match="c.txt:2: duplicate"):
+        read_candidates_file(f, IDS)
