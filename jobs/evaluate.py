@@ -35,6 +35,19 @@ def _read(attack: Path, name: str) -> pd.DataFrame:
     return pq.read_table(p).to_pandas()
 
 
+def _names(attack: Path, attacks: pd.DataFrame) -> pd.DataFrame:
+    """identity_id -> name from the attack's candidates (the true names); the id itself where none is known."""
+    ids = pd.DataFrame({"identity_id": sorted(set(attacks["identity_id"]))})
+    p = attack / "candidates.parquet"
+    if p.is_file():
+        c = pq.read_table(p).to_pandas().dropna(subset=["identity_id"])[["identity_id", "name"]]
+        ids = ids.merge(c, on="identity_id", how="left")
+    else:
+        ids["name"] = None
+    ids["name"] = ids["name"].where(ids["name"].notna(), ids["identity_id"])
+    return ids
+
+
 def run_evaluate(cfg: EvaluateConfig) -> dict:
     if not cfg.attack or not cfg.ground_truth or not cfg.out:
         raise UserError("evaluate: --attack, --ground-truth and --out are required")
@@ -65,8 +78,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     taus = list(range(1, n_templates + 1))
     metrics = compute_metrics(attacks, truth, taus)
     k = cfg.k or (int(attacks["k"].max()) if len(attacks) else 1)
-    names = pq.read_table(attack / "membership.parquet").to_pandas()[["identity_id", "name"]] \
-        if (attack / "membership.parquet").is_file() else pd.DataFrame({"identity_id": [], "name": []})
+    names = _names(attack, attacks)
     membership = membership_table(attacks, names, truth, k, tau)
     write_parquet(metrics, out / "metrics.parquet")
     write_parquet(membership, out / "membership.parquet")

@@ -68,9 +68,12 @@ class DaskTestCluster:
             proc.wait(timeout=30)
 
     def stop(self) -> None:
-        for p in [*self.workers, self.scheduler]:
-            if p is not None and p.poll() is None:
-                os.kill(p.pid, signal.SIGTERM)
+        # Workers hold nothing worth a graceful close (seconds each); the scheduler gets SIGTERM.
+        for p in self.workers:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGKILL)
+        if self.scheduler is not None and self.scheduler.poll() is None:
+            os.kill(self.scheduler.pid, signal.SIGTERM)
         for p in [*self.workers, self.scheduler]:
             if p is not None:
                 try:

@@ -1,0 +1,115 @@
+"""The attack job on a real Dask cluster (scheduler + worker processes on 127.0.0.1): accounting, determinism,
+resume, warm text cache, and a worker killed midway giving the same tables."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.attack import AttackConfig, run_attack
+from tests.support.dask_cluster import DaskTestCluster
+from tests.support.tiny_model import save_tiny_model, write_identities, write_image_folder
+
+pytestmark = pytest.mark.cluster
+
+IDS = [f"id{i:02d}" for i in range(10)] + ["skipme", "broken", "ghost"]
+TABLES = ("attacks.parquet", "attack_status.parquet", "membership.parquet", "candidates.parquet")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    d = tmp_path_factory.mktemp("attack")
+    spec = save_tiny_model(d / "model")
+    counts = {i: 4 + (n % 3) for n, i in enumerate(IDS[:10])}
+    counts.update({"skipme": 2, "stranger": 3})
+    write_image_folder(d / "images", counts, corrupt={"id03": 1, "broken": 2})
+    write_identities(d / "ids.parquet", IDS)
+    (d / "truth.csv").write_text("identity_id,is_member\n" + "".join(f"{i},{n % 2}\n" for n, i in enumerate(IDS)))
+    cluster = DaskTestCluster(d / "dask")
+    cluster.start_scheduler()
+    slow = {"IDIA_ATTACK_SLOW_GROUP_S": "0.3"}  # widens the window in which the kill test strikes
+    cluster.add_worker("a", slow)
+    cluster.add_worker("b", slow)
+    cluster.wait_workers(2)
+    yield d, spec, cluster
+    cluster.stop()
+
+
+def _cfg(d, spec, cluster, out, **kw):
+    base = dict(images=str(d / "images"), identities=str(d / "ids.parquet"), model=spec, out=str(out),
+                k=[1, 3, 5], draws=4, num_candidates=40, cache_dir=str(d / "cache"), group_size=1, min_images=3,
+                scheduler=cluster.address, ground_truth=str(d / "truth.csv"), batch_size=4)
+    base.update(kw)
+    return AttackConfig(**base)
+
+
+def _same_tables(a: Path, b: Path) -> None:
+    for name in TABLES:
+        assert pq.read_table(a / name).equals(pq.read_table(b / name)), name
+    pa_ = sorted(p.name for p in (a / "predictions").glob("*.parquet"))
+    assert pa_ == sorted(p.name for p in (b / "predictions").glob("*.parquet"))
+    for n in pa_:
+        assert pq.read_table(a / "predictions" / n).equals(pq.read_table(b / "predictions" / n)), n
+
+
+def test_attack_on_dask_accounts_for_everything_and_resumes(world):
+    d, spec, cluster = world
+    s = run_attack(_cfg(d, spec, cluster, d / "out1"), progress=False)
+    assert s["identities_in"] == 13
+    assert s["identities_attacked"] == 10
+    assert s["identities_skipped_no_images"] == 1  # ghost
+    assert s["identities_skipped_too_few_images"] == 1  # skipme: 2 < min_images 3
+    assert s["identities_skipped_no_readable_images"] == 1  # broken: only corrupt files
+    assert s["images_corrupt"] == 3 and s["images_unknown_identity"] == 3
+    assert s["images_listed"] == s["images_encoded"] + s["images_corrupt"]
+    assert s["text_prompts_computed"] == 21 * 40
+    status = pq.read_table(d / "out1" / "attack_status.parquet").to_pandas().set_index("identity_id")
+    assert status.loc["id03", "n_corrupt_images"] == 1 and status.loc["ghost", "reason"] == "no_images"
+    attacks = pq.read_table(d / "out1" / "attacks.parquet").to_pandas()
+    assert len(attacks) == 10 * 3 * 4
+    assert set(attacks[attacks.identity_id == "id00"].k_used) == {1, 3, 4}  # k=5 capped at the 4 images
+    assert (attacks.predicted_member == (attacks.correct_templates >= 1)).all()
+    preds = pq.read_table(d / "out1" / "predictions").to_pandas()
+    assert len(preds) == 21 * (s["images_encoded"])
+    preds = preds[preds.identity_id == "id00"]
+    assert len(preds) == 4 * 21 and set(preds.template_index) == set(range(21))
+    m = pq.read_table(d / "out1" / "membership.parquet").to_pandas()
+    assert len(m) == 10 and set(m.k) == {5} and m.is_member.notna().all()
+
+    # a rerun into the same folder resumes: nothing is recomputed, the tables are the same
+    again = run_attack(_cfg(d, spec, cluster, d / "out1"), progress=False)
+    assert again["groups_resumed"] == again["groups"] == 12 and again["groups_run"] == 0
+    # a fresh run with a warm text cache computes no text embedding and gives identical tables
+    fresh = run_attack(_cfg(d, spec, cluster, d / "out2"), progress=False)
+    assert fresh["text_prompts_computed"] == 0 and fresh["text_cache_hit"] is True
+    _same_tables(d / "out1", d / "out2")
+
+
+def test_a_worker_killed_midway_gives_the_same_tables(world):
+    d, spec, cluster = world
+    if not (d / "out1" / "attacks.parquet").exists():
+        run_attack(_cfg(d, spec, cluster, d / "out1"), progress=False)
+    out = d / "killed"
+    cmd = [sys.executable, "-m", "jobs.attack", "--images", str(d / "images"), "--identities", str(d / "ids.parquet"),
+           "--model", spec, "--out", str(out), "--k", "1,3,5", "--draws", "4", "--num-candidates", "40",
+           "--cache-dir", str(d / "cache"), "--group-size", "1", "--min-images", "3", "--batch-size", "4",
+           "--scheduler", cluster.address, "--ground-truth", str(d / "truth.csv"), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(Path(__file__).parents[1]))
+    markers = out / "parts" / "completions"
+    deadline = time.time() + 120
+    done_at_kill = None
+    while time.time() < deadline and proc.poll() is None:
+        n = len(list(markers.glob("group-*.json"))) if markers.exists() else 0
+        if n >= 1:
+            cluster.kill(cluster.workers[1])
+            done_at_kill = n
+            break
+        time.sleep(0.05)
+    output = proc.communicate(timeout=180)[0].decode()
+    assert proc.returncode == 0, output[-3000:]
+    assert done_at_kill is not None and done_at_kill < 12, "the run finished before a worker could be killed"
+    _same_tables(d / "out1", out)
+    assert "identities_attacked" in output  # the one-screen summary

@@ -1,0 +1,65 @@
+"""Image sources: a download folder (index.parquet + webdataset tars) and a plain folder, with accounting."""
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+import schemas
+from idia.errors import InputFileError
+from idia.image_sources import ImageReader, list_images
+from tests.support.tiny_model import write_image_folder
+
+
+def _png(seed):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _add(tf, name, data):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tf.addfile(info, io.BytesIO(data))
+
+
+def test_download_folder(tmp_path):
+    (tmp_path / "shards").mkdir()
+    with tarfile.open(tmp_path / "shards" / "00000.tar", "w") as tf:
+        for key, iid, src in [("000000000", "a", "11"), ("000000001", "b", "12"), ("000000002", "a", "13")]:
+            _add(tf, f"{key}.png", _png(int(src)))
+            _add(tf, f"{key}.json", json.dumps({"identity_id": iid, "source_id": src}).encode())
+        _add(tf, "000000003.jpg", b"not an image")
+    rows = [
+        ("a", "11", "http://x/11", "success", None, "shards/00000.tar", "000000000"),
+        ("b", "12", "http://x/12", "success", None, "shards/00000.tar", "000000001"),
+        ("a", "13", "http://x/13", "success", None, "shards/00000.tar", "000000002"),
+        ("a", "14", "http://x/14", "failed", "http_404", None, None),
+        ("z", "15", "http://x/15", "success", None, "shards/00000.tar", "000000003"),  # not an identity under attack
+        ("b", "16", "http://x/16", "success", None, "shards/00000.tar", "000000003"),  # corrupt bytes in the tar
+    ]
+    table = pa.table({n: [r[i] for r in rows] for i, n in enumerate(schemas.DOWNLOAD_INDEX.names)},
+                     schema=schemas.DOWNLOAD_INDEX)
+    pq.write_table(table, tmp_path / "index.parquet")
+    refs, stats = list_images(tmp_path, ["a", "b", "c"])
+    assert [r.image_key for r in refs["a"]] == ["11", "13"] and [r.image_key for r in refs["b"]] == ["12", "16"]
+    assert refs["c"] == []
+    assert stats["index_rows"] == 6 and stats["images_not_downloaded"] == 1 and stats["images_unknown_identity"] == 1
+    with ImageReader() as reader:
+        assert reader.open(refs["a"][1]).size == (8, 8)
+        with pytest.raises(Exception):
+            reader.open(refs["b"][1])
+
+
+def test_plain_folder_and_errors(tmp_path):
+    write_image_folder(tmp_path / "img", {"a": 2, "other": 1}, size=8)
+    refs, stats = list_images(tmp_path / "img", ["a", "b"])
+    assert [r.image_key for r in refs["a"]] == ["000.png", "001.png"] and refs["b"] == []
+    assert stats["images_unknown_identity"] == 1
+    with pytest.raises(InputFileError, match="images folder not found"):
+        list_images(tmp_path / "missing", ["a"])
