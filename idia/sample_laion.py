@@ -49,6 +49,21 @@ FILLER = (
 ).split()
 SCRIPT_FILLER = {"ru": "фото на сцене в москве".split(), "zh": list("我爱看电影明星照片"), "el": "φωτογραφία στη σκηνή".split()}
 
+# Written into the first rows of shard 0 so every hard case occurs at least once whatever the seed.
+GUARANTEED = [
+    "Chris Evansville rocks the stage",  # glued: a paper-mode match only
+    "Barack Obama's speech at the gala",  # possessive; overlapping name + alias
+    "ADRIANNE LEON at the premiere",  # case + accent stripped: normalized only
+    "Bernhard Hoe\u0308cker on stage",  # decomposed accent (NFD)
+    "Harriet Herbig Matten portrait",  # hyphen written as a space
+    "Johannes B Kerner, interview",  # initial without its dot
+    "我爱李小龙的电影",  # Han alias inside a longer run of Han characters
+    "Владимир Высоцкий на сцене в москве",
+    "Ελένη Καραΐνδρου συναυλία",
+    "Chris Evans and Bruce Lee and Adrianne León at the party",  # several people in one caption
+    "chris-evans david_schütter",  # separators other than spaces
+]
+
 # Ways to write a mention. Each returns the text written into the caption.
 VARIANTS = ("exact", "upper", "lower", "possessive", "ascii", "nfd", "hyphen_space", "glued", "alias")
 
@@ -174,6 +189,10 @@ def _shard(cfg: SampleConfig, shard: int, idents: list, weights: np.ndarray) -> 
                 variant = VARIANTS[int(rng.integers(len(VARIANTS)))] if rng.random() < 0.5 else "exact"
                 mentions.append(_variant_text(name, aliases, variant))
         texts.append(_caption(rng, mentions, rng.random() < cfg.long_rate))
+    if shard == 0:
+        long_pad = " ".join(FILLER[i % len(FILLER)] for i in range(3000))
+        for i, text in enumerate([*GUARANTEED, long_pad + " Bruce Lee"][:n]):
+            texts[i] = text
     return pa.Table.from_arrays(
         [
             pa.array(np.arange(n, dtype=np.int64) + shard * 10**9),

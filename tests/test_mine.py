@@ -1,0 +1,175 @@
+"""The mining job end to end on generated shards (local Spark): exact counts per mode, accounting, bad input, resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from idia.errors import InputFileError, UserError
+from idia.normalize import normalize_text
+from idia.sample_laion import SampleConfig, generate
+from jobs.mine import MineConfig, run_mine
+from schemas import COUNTS, IDENTITY_LIST, MANIFEST
+from schemas.validate import SchemaError
+from tests.support.spark_cluster import spark_local  # noqa: F401  (fixture)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sample")
+    # Small row groups: several work units per file, so per-file accounting sums over tasks.
+    summary = generate(SampleConfig(out=str(out), shards=3, rows_per_shard=1500, names=30, seed=7, row_group_size=500))
+    return out, summary
+
+
+def cfg(sample_dir: Path, out: Path, **kw) -> MineConfig:
+    return MineConfig(shards=[str(sample_dir / "shards" / "*.parquet")], names=str(sample_dir / "names.csv"), out=str(out), buckets=4, **kw)
+
+
+def check_outputs(out: Path, summary: dict, mode: str) -> dict:
+    expected = summary["expected"][mode]
+    counts = pq.read_table(out / "counts.parquet")
+    assert counts.schema.remove_metadata() == COUNTS
+    got = {r["identity_id"]: [r["n_captions"], r["n_unique_urls"]] for r in counts.to_pylist()}
+    assert got == expected
+    assert set(counts.column("match_mode").to_pylist()) == {mode}
+    stats = json.loads((out / "stats.json").read_text())
+    for fname, f in summary["files"].items():
+        s = next(v for k, v in stats["files"].items() if k.endswith(fname))
+        assert s["rows_read"] == f["rows"] and s["null_or_empty"] == f["null_or_empty"]
+        assert s["rows_read"] == s["null_or_empty"] + s["unmatched"] + s["matched"]
+    total_pairs = sum(v[0] for v in expected.values())
+    assert stats["totals"]["match_pairs"] == total_pairs == stats["totals"]["manifest_rows"]
+    assert stats["totals"]["identities_with_match"] == sum(v[0] > 0 for v in expected.values())
+    # Manifests: bucketed, each bucket sorted by identity_id, one row per (caption, identity).
+    rows = 0
+    for part in sorted((out / "manifests").glob("bucket=*/*.parquet")):
+        t = pq.read_table(part)
+        assert t.schema.remove_metadata() == MANIFEST
+        ids = t.column("identity_id").to_pylist()
+        assert ids == sorted(ids)
+        rows += t.num_rows
+    assert rows == total_pairs
+    lists = pq.read_table(out / "identity_lists" / "occurrences.parquet")
+    assert lists.schema.remove_metadata() == IDENTITY_LIST
+    return stats
+
+
+def test_normalized_counts_exact(spark_local, sample, tmp_path):
+    sample_dir, summary = sample
+    stats = run_mine(cfg(sample_dir, tmp_path / "out"), spark=spark_local)
+    assert stats["work_units"] == 9  # 3 files x 3 row groups
+    check_outputs(tmp_path / "out", summary, "normalized")
+    # Every manifest row really contains its matched alias as whole tokens; multi-person captions are marked.
+    from idia.identity_lists import read_manifest
+
+    m = read_manifest(tmp_path / "out", "adrianne-leon")
+    assert m.num_rows == summary["expected"]["normalized"]["adrianne-leon"][0] > 0
+    for r in m.to_pylist():
+        assert f" {normalize_text(r['matched_alias'])} " in f" {normalize_text(r['TEXT'])} "
+    # The accent-stripped and upper-case spellings are found only in this mode.
+    assert summary["expected"]["normalized"]["adrianne-leon"][0] > summary["expected"]["paper"]["adrianne-leon"][0]
+    all_rows = pa.concat_tables(pq.read_table(p) for p in (tmp_path / "out" / "manifests").glob("*/*.parquet"))
+    assert max(all_rows.column("n_identities_in_caption").to_pylist()) >= 2
+    lists = pq.read_table(tmp_path / "out" / "identity_lists" / "occurrences.parquet").to_pylist()
+    assert {r["membership"] for r in lists} == {"member", "non_member"}
+    assert all(r["membership"] == ("member" if r["count"] >= 1 else "non_member") for r in lists)
+
+
+def test_paper_counts_exact_and_chris_evansville(spark_local, sample, tmp_path):
+    sample_dir, summary = sample
+    run_mine(cfg(sample_dir, tmp_path / "out", match="paper"), spark=spark_local)
+    check_outputs(tmp_path / "out", summary, "paper")
+    from idia.identity_lists import read_manifest
+
+    texts = read_manifest(tmp_path / "out", "chris-evans").column("TEXT").to_pylist()
+    assert any("Chris Evansville" in t for t in texts)  # the study's substring semantics count it
+
+
+def test_rerun_skips_and_force_is_byte_identical(spark_local, sample, tmp_path):
+    sample_dir, _ = sample
+    out = tmp_path / "out"
+    run_mine(cfg(sample_dir, out), spark=spark_local)
+    first = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*.parquet"))}
+    assert run_mine(cfg(sample_dir, out), spark=spark_local).get("resumed") is True
+    run_mine(cfg(sample_dir, out, force=True), spark=spark_local)
+    second = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*.parquet"))}
+    assert first == second
+    assert not list(out.glob(".manifests*"))  # no staging left behind
+
+
+def test_bad_files_error_or_skip(spark_local, sample, tmp_path):
+    sample_dir, summary = sample
+    shards = tmp_path / "shards"
+    shutil.copytree(sample_dir / "shards", shards)
+    good = (shards / "part-00000.parquet").read_bytes()
+    (shards / "part-00097.parquet").write_bytes(good[: len(good) // 2])  # truncated: footer gone
+    # Footer intact, data pages garbled: only the executor can notice.
+    garbled = bytearray(good)
+    for i in range(200, len(good) // 2, 97):
+        garbled[i] ^= 0xFF
+    (shards / "part-00098.parquet").write_bytes(bytes(garbled))
+    c = MineConfig(shards=[str(shards / "*.parquet")], names=str(sample_dir / "names.csv"), out=str(tmp_path / "o"), buckets=4)
+    with pytest.raises(InputFileError, match=r"part-00097\.parquet: not a readable parquet file"):
+        run_mine(c, spark=spark_local)
+    (shards / "part-00097.parquet").unlink()
+    with pytest.raises(InputFileError, match=r"part-00098\.parquet: cannot read: row group"):
+        run_mine(c, spark=spark_local)
+    (shards / "part-00097.parquet").write_bytes(good[: len(good) // 2])
+    c.skip_bad_files = True
+    stats = run_mine(c, spark=spark_local)
+    skipped = sorted(Path(b["file"]).name for b in stats["skipped_files"])
+    assert skipped == ["part-00097.parquet", "part-00098.parquet"]
+    assert stats["totals"]["files_in"] == 5 and stats["totals"]["files_read"] == 3
+    check_outputs(tmp_path / "o", summary, "normalized")  # the skipped files contribute nothing
+
+
+def test_schema_errors_name_file_and_column(sample, tmp_path):
+    sample_dir, _ = sample
+    t = pq.read_table(sample_dir / "shards" / "part-00000.parquet")
+    pq.write_table(t.drop(["TEXT"]), tmp_path / "no_text.parquet")
+    with pytest.raises(SchemaError, match=r"no_text\.parquet: missing column 'TEXT'"):
+        run_mine(MineConfig(shards=[str(tmp_path / "no_text.parquet")], names=str(sample_dir / "names.csv"), out=str(tmp_path / "o")))
+    bad = t.set_column(t.schema.get_field_index("TEXT"), "TEXT", pa.array(range(t.num_rows)))
+    pq.write_table(bad, tmp_path / "int_text.parquet")
+    with pytest.raises(SchemaError, match=r"int_text\.parquet: column 'TEXT' has type int64, expected string"):
+        run_mine(MineConfig(shards=[str(tmp_path / "int_text.parquet")], names=str(sample_dir / "names.csv"), out=str(tmp_path / "o")))
+    with pytest.raises(UserError, match="no input files match"):
+        run_mine(MineConfig(shards=[str(tmp_path / "nothing-*.parquet")], names=str(sample_dir / "names.csv"), out=str(tmp_path / "o")))
+
+
+def test_cli_prints_one_line_error(sample, tmp_path):
+    sample_dir, _ = sample
+    r = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "mine", "--shards", str(tmp_path / "none*.parquet"),
+         "--names", str(sample_dir / "names.csv"), "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [f"idia mine: error: {tmp_path / 'none*.parquet'}: no input files match this pattern"]
+
+
+def test_lowercase_layout_and_fuzzy(spark_local, sample, tmp_path):
+    sample_dir, summary = sample
+    (tmp_path / "lc").mkdir()
+    for p in sorted((sample_dir / "shards").glob("*.parquet")):
+        t = pq.read_table(p)
+        pq.write_table(pa.table({"url": t["URL"], "caption": t["TEXT"], "extra": t["similarity"]}), tmp_path / "lc" / p.name)
+    c = MineConfig(shards=[str(tmp_path / "lc")], names=str(sample_dir / "names.csv"), out=str(tmp_path / "o"), columns="lowercase", buckets=2)
+    run_mine(c, spark=spark_local)
+    counts = {r["identity_id"]: [r["n_captions"], r["n_unique_urls"]] for r in pq.read_table(tmp_path / "o" / "counts.parquet").to_pylist()}
+    assert counts == summary["expected"]["normalized"]
+    # fuzzy finds at least what normalized finds (exact windows score 100), with scores kept.
+    c2 = cfg(sample_dir, tmp_path / "fz", match="fuzzy", fuzzy_threshold=92)
+    run_mine(c2, spark=spark_local)
+    fz = {r["identity_id"]: r["n_captions"] for r in pq.read_table(tmp_path / "fz" / "counts.parquet").to_pylist()}
+    assert all(fz[k] >= v[0] for k, v in summary["expected"]["normalized"].items())
+    scores = pa.concat_tables(pq.read_table(p) for p in (tmp_path / "fz" / "manifests").glob("*/*.parquet")).column("match_score")
+    assert min(scores.to_pylist()) >= 92
