@@ -2,7 +2,8 @@
 
 membership: "member" (count >= member_min), "non_member" (count == 0), and "excluded" for 0 < count < member_min
 (seen, but too rarely to call a member under a stricter threshold; with the study's member_min = 1 it never occurs).
-Bins as the study's table: [0, 25), [25, 50), ..., [275, 300), [300, inf).
+Bins exactly as the study's published table (read from it, not from the paper's prose): steps of 25 up to 300 except
+one merged [150, 200) bin, and a top bin labelled [300, 1000000); counts beyond get [1000000, inf).
 in_eval_subset: member or non_member with count < member_max (the study evaluated members seen < 300 times).
 """
 
@@ -19,15 +20,14 @@ import pyarrow.parquet as pq
 from idia.atomic import write_parquet, write_text
 from schemas import IDENTITY_LIST
 
-BIN_WIDTH = 25
-BIN_TOP = 300
+BIN_EDGES = (0, 25, 50, 75, 100, 125, 150, 200, 225, 250, 275, 300, 1_000_000)
 
 
 def bin_label(count: int) -> str:
-    if count >= BIN_TOP:
-        return f"[{BIN_TOP}, inf)"
-    lo = (count // BIN_WIDTH) * BIN_WIDTH
-    return f"[{lo}, {lo + BIN_WIDTH})"
+    for lo, hi in zip(BIN_EDGES, BIN_EDGES[1:]):
+        if lo <= count < hi:
+            return f"[{lo}, {hi})"
+    return f"[{BIN_EDGES[-1]}, inf)"
 
 
 def membership(count: int, member_min: int = 1) -> str:
@@ -83,7 +83,7 @@ def write_identity_lists(lists: pa.Table, folder: str | Path) -> dict[str, int]:
 
 def bin_table(lists: pa.Table) -> list[tuple[str, int]]:
     """Identities per bin, in bin order (the study's occurrence histogram)."""
-    labels = [bin_label(c) for c in range(0, BIN_TOP + 1, BIN_WIDTH)]
+    labels = [bin_label(c) for c in BIN_EDGES]
     got = lists.column("bin").to_pylist()
     return [(lab, got.count(lab)) for lab in labels]
 
