@@ -314,8 +314,8 @@ def round_outputs(out: Path, info: dict) -> pa.Table | None:
 
 def _check_folder(out: Path, cfg: DownloadConfig) -> None:
     saved = out / "config.json"
-    if not saved.exists():
-        return
+    if not saved.exists() or not (out / "requests.parquet").exists():
+        return  # nothing fixed yet: a failed first attempt (bad input path) may be retried with other inputs
     old = json.loads(saved.read_text()).get("fingerprint", {})
     diff = [k for k in FINGERPRINT if old.get(k) != cfg.fingerprint().get(k)]
     if diff:
@@ -418,6 +418,9 @@ def _index(out: Path, requests: pa.Table, rounds: list[dict]):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    # Unset options stay absent (SUPPRESS), so a --config file's values are not overridden by defaults; the
+    # defaults are DownloadConfig's and are spelled out in each help text.
+    p.argument_default = argparse.SUPPRESS
     src = p.add_argument_group("input (one of)")
     src.add_argument("--manifests", help="mine output folder (holds manifests/bucket=NNN/*.parquet)")
     src.add_argument("--queries", help="query-image list, FaceScrub layout (tab-separated: name image_id face_id "
@@ -446,17 +449,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--retries", type=int, help="retries per URL within a run (default 0)")
     run.add_argument("--distributor", choices=DISTRIBUTORS, help="multiprocessing (default) or pyspark (clusters)")
     run.add_argument("--master", help="Spark master for --distributor pyspark (default: $SPARK_MASTER or local)")
-    run.add_argument("--retry-failed", action="store_true", default=None,
+    run.add_argument("--retry-failed", action="store_true",
                      help="after finishing, re-feed only the rows that failed so far (new shards)")
     safe = p.add_argument_group("safety")
-    safe.add_argument("--allow-private-network", nargs="?", const="", default=None, metavar="CIDRS",
+    safe.add_argument("--allow-private-network", nargs="?", const="", metavar="CIDRS",
                       help="allow non-public addresses: alone, all loopback/private ones; with comma-separated "
                            "networks (e.g. 127.0.0.1/32), only those. Default: refuse them")
-    safe.add_argument("--ignore-opt-out", action="store_true", default=None,
+    safe.add_argument("--ignore-opt-out", action="store_true",
                       help="do NOT honour X-Robots-Tag opt-out directives (noai, noimageai, ...); recorded in the report")
     safe.add_argument("--user-agent-token", help="token in the User-Agent; X-Robots-Tag directives addressed to it "
                                                  "apply too (default img2dataset)")
-    safe.add_argument("--no-prefilter", dest="prefilter", action="store_false", default=None,
+    safe.add_argument("--no-prefilter", dest="prefilter", action="store_false",
                       help="diagnostics: skip the URL check before img2dataset (the connect-time check still applies)")
 
 
@@ -468,7 +471,7 @@ def config_from_args(args: argparse.Namespace) -> DownloadConfig:
         v = getattr(args, f.name, None)
         if v is not None:
             data[f.name] = v
-    if args.allow_private_network is not None:
+    if getattr(args, "allow_private_network", None) is not None:
         nets = [n.strip() for n in args.allow_private_network.split(",") if n.strip()]
         data["allow_private_network"] = not nets
         data["allowed_networks"] = nets

@@ -143,3 +143,11 @@ def test_opener_redirect_to_refused_address_is_not_followed(tmp_path):
             opener.open(site.forbidden.url("img/good.jpg"), timeout=5)
         assert site.forbidden.requests == []
         assert site.server.requests.count("/redirect-forbidden.jpg") == 1
+
+
+def test_opener_https_path_is_guarded_too():
+    # No TLS server needed: the refusal happens before any connection is made.
+    opener = build_guarded_opener(UrlGuard())
+    for url in ("https://127.0.0.1:9/a.jpg", "https://localhost:9/a.jpg", "https://[::1]:9/a.jpg"):
+        with pytest.raises(urllib.error.URLError, match="refused by url guard: loopback"):
+            opener.open(url, timeout=5)
