@@ -78,24 +78,25 @@ class _Stages:
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict:
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    names = (["world", "train"] if cfg.world else []) + ["mine"] + (["compare-lists"] if cfg.compare_published else [])
-    names += ["download", "attack", "evaluate", "report"]
-    stages = _Stages(names)
-    t0 = time.time()
-    write_json(to_dict(cfg), out / "pipeline_config.json")
+    """Run every stage in order; all stage configs are built and validated before anything runs."""
+    from jobs.attack import AttackConfig, run_attack
+    from jobs.download import DownloadConfig, run_download
+    from jobs.evaluate import EvaluateConfig, run_evaluate
+    from jobs.mine import MineConfig, run_mine
 
-    mine_wired: dict = {"out": str(out / "mine")}
+    out = Path(cfg.out)
+    mine_dir = out / "mine"
+    mine_wired: dict = {"out": str(mine_dir)}
     download_wired: dict = {"out": str(out / "download")}
-    attack_wired: dict = {"out": str(out / "attack"), "images": str(out / "download")}
-    evaluate_wired: dict = {"out": str(out / "evaluate"), "attack": str(out / "attack")}
-    server = None
-    world_dir = None
+    attack_wired: dict = {"out": str(out / "attack"), "images": str(out / "download"), "ground_truth": str(mine_dir)}
+    if "identities" not in cfg.attack:
+        attack_wired["identities"] = str(mine_dir)
+    evaluate_wired: dict = {"out": str(out / "evaluate"), "attack": str(out / "attack"), "ground_truth": str(mine_dir)}
+
+    world = None
     if cfg.world:
-        from idia.loopback_server import LoopbackServer
-        from idia.train import PRESETS as TRAIN_PRESETS, TrainConfig, train_tiny_clip
-        from idia.world.generate import PRESETS as WORLD_PRESETS, WorldConfig, generate_world
+        from idia.train import PRESETS as TRAIN_PRESETS, TrainConfig
+        from idia.world.generate import PRESETS as WORLD_PRESETS, WorldConfig
 
         w = cfg.world
         if w.preset not in WORLD_PRESETS or w.train_preset not in TRAIN_PRESETS:
@@ -105,50 +106,58 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         wcfg.validate()
         tcfg = from_dict(TrainConfig, {**to_dict(TRAIN_PRESETS[w.train_preset]), **w.train}, "pipeline.world.train")
         tcfg.validate()
-        world_dir = out / "world"
-        model_dir = out / "model"
-        base_url = f"http://{w.host}:{w.port}"
-        stages.run("world", generate_world, wcfg, world_dir, base_url)
-        stages.run("train", train_tiny_clip, tcfg, world_dir, model_dir)
-        mine_wired |= {"shards": [str(world_dir / "laion" / "*.parquet")], "names": str(world_dir / "identities.csv")}
-        # The study queried with external photos, never training images: the world's query list.
-        download_wired |= {"queries": str(world_dir / "queries.tsv"), "identities": str(world_dir / "identities.csv"),
-                           # only the demo's own loopback server is allowed; every other private address stays refused
+        world_dir, model_dir = out / "world", out / "model"
+        world = (w, wcfg, tcfg, world_dir, model_dir)
+        identities = str(world_dir / "identities.csv")
+        mine_wired |= {"shards": [str(world_dir / "laion" / "*.parquet")], "names": identities}
+        # The study queried with external photos, never training images: the world's query list. Only the demo's
+        # own loopback server is allowed; every other private address stays refused.
+        download_wired |= {"queries": str(world_dir / "queries.tsv"), "identities": identities,
                            "allowed_networks": [f"{w.host}/32"]}
-        attack_wired |= {"model": f"local-dir:{model_dir}", "identities": str(world_dir / "identities.csv")}
-        server = LoopbackServer(world_dir, host=w.host, port=w.port)
-
-    from jobs.attack import AttackConfig, run_attack
-    from jobs.download import DownloadConfig, run_download
-    from jobs.evaluate import EvaluateConfig, run_evaluate
-    from jobs.mine import MineConfig, run_mine
+        attack_wired |= {"model": f"local-dir:{model_dir}", "identities": identities}
 
     mcfg = _stage_cfg(MineConfig, cfg.mine, mine_wired, "mine")
+    dcfg = _stage_cfg(DownloadConfig, cfg.download, download_wired, "download")
+    acfg = _stage_cfg(AttackConfig, cfg.attack, attack_wired, "attack")
+    ecfg = _stage_cfg(EvaluateConfig, cfg.evaluate, evaluate_wired, "evaluate")
+
+    names = (["world", "train"] if world else []) + ["mine"] + (["compare-lists"] if cfg.compare_published else [])
+    stages = _Stages(names + ["download", "attack", "evaluate", "report"])
+    t0 = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(to_dict(cfg), out / "pipeline_config.json")
+
+    server = None
+    if world:
+        from idia.loopback_server import LoopbackServer
+        from idia.train import train_tiny_clip
+        from idia.world.generate import generate_world
+
+        w, wcfg, tcfg, world_dir, model_dir = world
+        stages.run("world", generate_world, wcfg, world_dir, f"http://{w.host}:{w.port}")
+        stages.run("train", train_tiny_clip, tcfg, world_dir, model_dir)
+        server = LoopbackServer(world_dir, host=w.host, port=w.port)
+
     stages.run("mine", run_mine, mcfg)
     if cfg.compare_published:
         from idia.compare_lists import compare_to_published
 
-        stages.run("compare-lists", compare_to_published, out / "mine", out / "compare")
-    if "identities" not in cfg.attack:
-        attack_wired.setdefault("identities", str(out / "mine"))
-    attack_wired["ground_truth"] = str(out / "mine")
-    evaluate_wired["ground_truth"] = str(out / "mine")
-
-    dcfg = _stage_cfg(DownloadConfig, cfg.download, download_wired, "download")
+        stages.run("compare-lists", compare_to_published, mine_dir, out / "compare")
     if server is not None:
         with server:
             stages.run("download", run_download, dcfg)
     else:
         stages.run("download", run_download, dcfg)
-    acfg = _stage_cfg(AttackConfig, cfg.attack, attack_wired, "attack")
     stages.run("attack", run_attack, acfg)
-    ecfg = _stage_cfg(EvaluateConfig, cfg.evaluate, evaluate_wired, "evaluate")
     stages.run("evaluate", run_evaluate, ecfg)
 
     from pipelines.report import write_report
 
-    summary = stages.run("report", write_report, out, world_dir, cfg.headline_k, stages.summaries, stages.times)
+    summary = stages.run("report", write_report, out, world[3] if world else None, cfg.headline_k,
+                         stages.summaries, stages.times)
     summary["wall_s"] = round(time.time() - t0, 1)
+    summary["stage_seconds"] = {k: round(v, 1) for k, v in stages.times.items()}
+    summary["stages"] = stages.summaries
     write_json(summary, out / "summary.json")
     return summary
 
