@@ -22,7 +22,8 @@ def _save(fig, path: Path) -> Path:
 
 def _band(ax, d: pd.DataFrame, x: str, label: str) -> None:
     ax.plot(d[x], d["mean"], marker="o", label=label)
-    ax.fill_between(d[x], d["mean"] - d["std"], d["mean"] + d["std"], alpha=0.2)
+    # rates live in [0, 1]; the +- std band is clipped there
+    ax.fill_between(d[x], (d["mean"] - d["std"]).clip(0, 1), (d["mean"] + d["std"]).clip(0, 1), alpha=0.2)
 
 
 def rates_vs_k(metrics: pd.DataFrame, tau: int, path: Path) -> Path:

@@ -262,7 +262,7 @@ def run_attack(cfg: AttackConfig, client=None, progress: bool = True) -> dict:
             emb_f = cl.submit(_first, tf, key=f"idia-text-emb-{run_hash[:16]}")
             info_f = cl.submit(_second, tf, key=f"idia-text-info-{run_hash[:16]}")
             futures = [cl.submit(group_task, gid, members, emb_f, params, str(out), ghash,
-                                 key=f"idia-attack-group-{gid:05d}-{ghash[:12]}")
+                                 key=f"idia-attack-group-{gid:05d}-{_hash([ghash, str(out.resolve())])[:12]}")
                        for gid, members, ghash in todo]
             text_info = info_f.result()
             timings["text_s"] = time.perf_counter() - t_text
