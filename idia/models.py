@@ -84,6 +84,8 @@ def load_model(spec: str, pretrained: str | None = None, device: str = "cpu", pr
 def resolve_precision(device: str, precision: str) -> str:
     """'auto' -> bf16 on CUDA with bf16 support, else fp16 on CUDA, fp32 on CPU."""
     if precision != "auto":
+        if precision == "fp16" and not str(device).startswith("cuda"):
+            raise UserError("precision fp16 needs a CUDA device; use fp32 or bf16 on CPU")
         return precision
     if str(device).startswith("cuda"):
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"

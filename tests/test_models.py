@@ -74,3 +74,12 @@ def test_random_weights_are_seeded_so_every_worker_builds_the_same_model(tmp_pat
     b, _, _ = load_model(spec, init_seed=7)
     c, _, _ = load_model(spec, init_seed=8)
     assert fingerprint(a, tok) == fingerprint(b, tok) != fingerprint(c, tok)
+
+
+def test_precision_resolution():
+    from idia.models import resolve_precision
+
+    assert resolve_precision("cpu", "auto") == "fp32"
+    assert resolve_precision("cpu", "bf16") == "bf16"
+    with pytest.raises(UserError, match="fp16 needs a CUDA device"):
+        resolve_precision("cpu", "fp16")
