@@ -1,0 +1,96 @@
+"""Tiny CLIP training: a few steps on a small world save a model that open_clip loads with `local-dir:`, computes
+the same embeddings, and whose loss went down; reruns skip; a run killed after a checkpoint resumes to the same
+weights."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from idia.train import PRESETS as TRAIN_PRESETS, WEIGHTS_FILE, train_tiny_clip
+from idia.world.generate import PRESETS as WORLD_PRESETS, generate_world
+
+WORLD = dataclasses.replace(WORLD_PRESETS["reduced"], n_main=6, main_images=12, sweep_images=[2], n_per_sweep=2,
+                            n_non_members=4, n_distractors=6, distractor_images=4, n_scenes=40, n_dead_links=2,
+                            query_images=2, workers=1)
+# A very small model: the test is about the loop and the saved format, not about learning names.
+CFG = dataclasses.replace(TRAIN_PRESETS["reduced"], steps=40, batch_size=32, warmup_steps=5, lr=2e-3, embed_dim=32,
+                          image_size=32, patch_size=8, vision_width=48, vision_layers=1, vision_head_width=24,
+                          text_width=32, text_layers=1, text_heads=2, context_length=24, checkpoint_every=0,
+                          threads=1)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("world") / "w"
+    generate_world(WORLD, out, "http://127.0.0.1:9", progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(world, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("model") / "m"
+    return out, train_tiny_clip(CFG, world, out, progress=False)
+
+
+def test_saved_model_loads_with_open_clip_local_dir(trained):
+    import open_clip
+    import torch
+
+    out, info = trained
+    cfg = json.loads((out / "open_clip_config.json").read_text())
+    assert set(cfg) == {"model_cfg", "preprocess_cfg"} and cfg["preprocess_cfg"]["size"] == CFG.image_size
+    assert (out / WEIGHTS_FILE).is_file() and info["model_spec"] == f"local-dir:{out}"
+    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{out}")
+    tok = open_clip.get_tokenizer(f"local-dir:{out}")
+    assert tok.context_length == CFG.context_length
+    from PIL import Image
+
+    img = preprocess(Image.new("RGB", (64, 64), (200, 120, 40))).unsqueeze(0)
+    assert img.shape == (1, 3, CFG.image_size, CFG.image_size)
+    # the weights are the trained ones: a freshly initialised model of the same shape gives other embeddings
+    torch.manual_seed(123)
+    fresh = open_clip.CLIP(**cfg["model_cfg"])
+    with torch.no_grad():
+        a = model.encode_text(tok(["a photo of a person"]))
+        b = fresh.encode_text(tok(["a photo of a person"]))
+    assert not torch.allclose(a, b)
+
+
+def test_loss_decreases_and_run_is_accounted(trained):
+    out, info = trained
+    losses = json.loads((out / "losses.json").read_text())
+    assert len(losses) == CFG.steps
+    q = CFG.steps // 4
+    assert sum(losses[-q:]) / q < sum(losses[:q]) / q - 0.1, losses
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    st = info["stats"]
+    assert st["rows_read"] == st["rows_used"] + st["skipped_missing_image"] + st.get("skipped_null", 0)
+    assert st["skipped_missing_image"] == WORLD.n_dead_links
+
+
+def test_rerun_skips_and_killed_run_resumes_to_same_weights(trained, world, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    out, _ = trained
+    assert train_tiny_clip(CFG, world, out, progress=False)["skipped"] is True
+    cfg = dataclasses.replace(CFG, checkpoint_every=20)
+    target = tmp_path / "m"
+    import idia.train as train_mod
+
+    def killed(*a, **k):  # dies after the loop, before the model is saved: only the step-20 checkpoint remains
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "_plot_losses", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny_clip(cfg, world, target, progress=False)
+    assert not target.exists() and (tmp_path / ".m.partial" / "checkpoint.pt").exists()
+    monkeypatch.undo()
+    info = train_tiny_clip(cfg, world, target, progress=False)
+    assert info["stats"]["resumed_from_step"] == 20
+    assert not (tmp_path / ".m.partial").exists()
+    a, b = load_file(str(out / WEIGHTS_FILE)), load_file(str(target / WEIGHTS_FILE))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), "resumed run differs from a straight run"
