@@ -93,6 +93,7 @@ SCAN = pa.schema(
         pa.field("matched", pa.int64()),
         pa.field("unmatched", pa.int64()),
         pa.field("match_pairs", pa.int64()),
+        pa.field("matcher_builds", pa.int64()),  # 1 where this task had to build the automaton (cache miss)
         pa.field("error", pa.string()),
     ]
 )
@@ -160,11 +161,13 @@ def inspect_footers(files: list[str], mapping: dict, skip_bad: bool) -> tuple[li
 _MATCHERS: dict[str, tuple] = {}
 
 
-def _matcher(payload: dict) -> tuple:
+def _matcher(payload: dict, st: Stats | None = None) -> tuple:
     """The matcher for this payload, built once per Python worker process (workers are reused)."""
     key = payload["key"]
     hit = _MATCHERS.get(key)
     if hit is None:
+        if st is not None:
+            st["matcher_builds"] += 1
         ids = pa.ipc.open_stream(payload["identities"]).read_all()
         ident_ids = ids.column("identity_id").to_pylist()
         hit = (Matcher(ids, payload["mode"], payload["threshold"]), bucket_array(ident_ids, payload["buckets"]))
@@ -178,7 +181,7 @@ def _stats_row(unit: int, file_index: int, st: Stats, error: str | None = None) 
     cols["kind"] = pa.array(["stats"])
     cols["unit"] = pa.array([unit], pa.int32())
     cols["file_index"] = pa.array([file_index], pa.int32())
-    for k in ("rows_read", "null_or_empty", "matched", "unmatched", "match_pairs"):
+    for k in ("rows_read", "null_or_empty", "matched", "unmatched", "match_pairs", "matcher_builds"):
         cols[k] = pa.array([int(st[k])], pa.int64())
     cols["error"] = pa.array([error], pa.string())
     return pa.RecordBatch.from_arrays([cols[f.name] for f in SCAN], schema=SCAN)
@@ -190,8 +193,8 @@ def scan_unit(payload: dict, unit: int) -> Iterator[pa.RecordBatch]:
     url = payload["files"][file_index]
     mapping = COLUMN_MAPPINGS[payload["columns"]]
     src_cols = sorted({c for c in mapping.values() if c is not None})
-    matcher, buckets = _matcher(payload)
     st = Stats()
+    matcher, buckets = _matcher(payload, st)
     try:
         with _open(url) as f:
             pf = pq.ParquetFile(f)
@@ -244,31 +247,104 @@ def _scan_partition(bcast, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Rec
             yield from scan_unit(payload, int(unit))
 
 
-BUCKET_RESULT = pa.schema([pa.field("bucket", pa.int32()), pa.field("rows", pa.int64()), pa.field("path", pa.string())])
+# What the shuffle's write stage returns: per work unit its stats (passed through), per identity its counts,
+# per bucket the manifest file written. One Spark job, one shuffle: scan -> repartition(bucket) -> write.
+RESULT = pa.schema(
+    [
+        pa.field("kind", pa.string()),  # "stats" / "count" / "bucket"
+        pa.field("unit", pa.int32()),
+        pa.field("file_index", pa.int32()),
+        pa.field("bucket", pa.int32()),
+        pa.field("identity_index", pa.int32()),
+        pa.field("n_captions", pa.int64()),
+        pa.field("n_unique_urls", pa.int64()),
+        pa.field("path", pa.string()),
+        pa.field("rows_read", pa.int64()),
+        pa.field("null_or_empty", pa.int64()),
+        pa.field("matched", pa.int64()),
+        pa.field("unmatched", pa.int64()),
+        pa.field("match_pairs", pa.int64()),
+        pa.field("matcher_builds", pa.int64()),
+        pa.field("error", pa.string()),
+    ]
+)
+
+
+def _result(rows: dict[str, list], n: int) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [pa.array(rows[f.name], f.type) if f.name in rows else pa.nulls(n, f.type) for f in RESULT], schema=RESULT
+    )
 
 
 def _write_buckets(bcast, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Write the manifest buckets that landed in this partition, each sorted by identity_id, file, row."""
+    """Write the manifest buckets that landed in this partition (sorted by identity_id, file, row); count per identity.
+
+    An identity's rows all sit in its one bucket, so its unique-URL count is exact here, with no second shuffle.
+    """
     payload = bcast.value
     tables = [pa.Table.from_batches([b]) for b in batches if b.num_rows]
     if not tables:
         return
     t = pa.concat_tables(tables)
+    is_stats = pc.equal(t.column("kind"), "stats")
+    st = t.filter(is_stats)
+    if st.num_rows:
+        cols = ["unit", "file_index", "rows_read", "null_or_empty", "matched", "unmatched", "match_pairs", "matcher_builds", "error"]
+        yield _result({c: st.column(c).to_pylist() for c in cols} | {"kind": ["stats"] * st.num_rows}, st.num_rows)
+    t = t.filter(pc.invert(is_stats))
+    if not t.num_rows or payload.get("dry"):
+        return
     id_ids = pa.array(payload["identity_ids"], pa.string())
     files = pa.array(payload["files"], pa.string())
     t = t.append_column("identity_id", pc.take(id_ids, t.column("identity_index")))
     t = t.append_column("source_file", pc.take(files, t.column("file_index")))
     t = t.sort_by([("bucket", "ascending"), ("identity_id", "ascending"), ("file_index", "ascending"), ("row_number", "ascending")])
+    g = t.group_by("identity_index").aggregate([("row_number", "count"), ("URL", "count_distinct")])
+    yield _result(
+        {
+            "kind": ["count"] * g.num_rows,
+            "identity_index": g.column("identity_index").to_pylist(),
+            "n_captions": g.column("row_number_count").to_pylist(),
+            "n_unique_urls": g.column("URL_count_distinct").to_pylist(),
+        },
+        g.num_rows,
+    )
     staging = Path(payload["staging"])
     for b in pc.unique(t.column("bucket")).to_pylist():
         part = t.filter(pc.equal(t.column("bucket"), b))
         out = part.select(MANIFEST.names).cast(MANIFEST)
         path = staging / f"bucket={b:03d}" / "part-00000.parquet"
         write_parquet(out, path, row_group_size=16384)
-        yield pa.RecordBatch.from_pylist([{"bucket": b, "rows": out.num_rows, "path": str(path)}], schema=BUCKET_RESULT)
+        yield _result({"kind": ["bucket"], "bucket": [b], "n_captions": [out.num_rows], "path": [str(path)]}, 1)
 
 
 # --------------------------------------------------------------------------------------------- driver
+def _units(good: list[dict]) -> tuple[list[str], list[tuple[int, int, int]]]:
+    """Work units: (file index, row group, first row of the group in its file), one Spark task each."""
+    units = []
+    for fi, info in enumerate(good):
+        first = 0
+        for rg, n in enumerate(info["row_groups"]):
+            units.append((fi, rg, first))
+            first += n
+    return [g["file"] for g in good], units
+
+
+def _spark_pass(spark, payload: dict) -> list[dict]:
+    """One Spark job: scan every unit, shuffle matches by bucket, write buckets; returns the result rows."""
+    from schemas.spark import to_spark_schema
+
+    bcast = spark.sparkContext.broadcast(payload)
+    try:
+        n = len(payload["units"])
+        scanned = spark.range(n, numPartitions=n).mapInArrow(functools.partial(_scan_partition, bcast), to_spark_schema(SCAN))
+        parts = max(1, min(payload["buckets"], n * 2))
+        out = scanned.repartition(parts, "bucket").mapInArrow(functools.partial(_write_buckets, bcast), to_spark_schema(RESULT))
+        return out.toArrow().to_pylist()
+    finally:
+        bcast.destroy()
+
+
 def _fingerprint(cfg: MineConfig, files: list[str], names_sha: str) -> str:
     keep = {k: v for k, v in to_dict(cfg).items() if k not in ("master", "force", "spark_conf", "out")}
     return hashlib.sha256(json.dumps([keep, files, names_sha], sort_keys=True).encode()).hexdigest()[:16]
@@ -291,23 +367,12 @@ def run_mine(cfg: MineConfig, spark=None) -> dict:
 
     mapping = COLUMN_MAPPINGS[cfg.columns]
     good, bad = inspect_footers(files, mapping, cfg.skip_bad_files)
-    units: list[tuple[int, int, int]] = []  # (file index, row group, first row of the group in its file)
-    for fi, info in enumerate(good):
-        first = 0
-        for rg, n in enumerate(info["row_groups"]):
-            units.append((fi, rg, first))
-            first += n
-    good_files = [g["file"] for g in good]
+    good_files, units = _units(good)
 
     from jobs.spark_session import get_spark
 
     own_spark = spark is None
     spark = spark or get_spark(cfg.master, app_name="idia-mine", conf={k: str(v) for k, v in cfg.spark_conf.items()})
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
-    from schemas.spark import to_spark_schema
-
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, identities.schema) as w:
         w.write_table(identities)
@@ -326,82 +391,65 @@ def run_mine(cfg: MineConfig, spark=None) -> dict:
         "units": units,
         "staging": str(staging.resolve()),
     }
-    sc = spark.sparkContext
-    bcast = sc.broadcast(payload)
-    stats_rows: pa.Table | None = None
-    counts_raw = None
+    stats_rows: list[dict] = []
+    count_rows: list[dict] = []
     bucket_rows: list[dict] = []
     try:
-        if units:
-            scanned = spark.range(len(units), numPartitions=len(units)).mapInArrow(
-                functools.partial(_scan_partition, bcast), to_spark_schema(SCAN)
-            )
-            scanned = scanned.persist(StorageLevel.MEMORY_AND_DISK)
-            stats_rows = scanned.filter(F.col("kind") == "stats").select(
-                "unit", "file_index", "rows_read", "null_or_empty", "matched", "unmatched", "match_pairs", "error"
-            ).toArrow()
-            # Per-unit errors (a corrupt page in a file whose footer was fine): name the file, or skip it whole.
-            errors = [r for r in stats_rows.to_pylist() if r["error"]]
-            bad_idx: set[int] = set()
-            for r in errors:
-                url = good_files[r["file_index"]]
-                if not cfg.skip_bad_files:
-                    raise InputFileError(f"{url}: cannot read: {r['error']}; use --skip-bad-files to skip it")
-                if r["file_index"] not in bad_idx:
-                    bad.append({"file": url, "reason": r["error"]})
-                    bad_idx.add(r["file_index"])
-            matches = scanned.filter((F.col("kind") == "match") & ~F.col("file_index").isin(sorted(bad_idx) or [-1]))
-            counts_raw = (
-                matches.groupBy("identity_index")
-                .agg(F.count(F.lit(1)).alias("n_captions"), F.countDistinct("URL").alias("n_unique_urls"))
-                .toArrow()
-            )
+        while units:
             staging.mkdir(parents=True, exist_ok=True)
-            written = (
-                matches.repartition(min(cfg.buckets, max(1, len(units) * 2)), "bucket")
-                .mapInArrow(functools.partial(_write_buckets, bcast), to_spark_schema(BUCKET_RESULT))
-                .toArrow()
-            )
-            bucket_rows = sorted(written.to_pylist(), key=lambda r: r["bucket"])
-            scanned.unpersist()
+            result = _spark_pass(spark, payload)
+            stats_rows = [r for r in result if r["kind"] == "stats"]
+            # Per-unit errors (a corrupt page in a file whose footer was fine): name the file, or skip it whole.
+            errors = [r for r in stats_rows if r["error"]]
+            if not errors:
+                count_rows = [r for r in result if r["kind"] == "count"]
+                bucket_rows = sorted((r for r in result if r["kind"] == "bucket"), key=lambda r: r["bucket"])
+                break
+            bad_idx = sorted({r["file_index"] for r in errors})
+            first = min(errors, key=lambda r: (r["file_index"], r["unit"]))
+            if not cfg.skip_bad_files:
+                raise InputFileError(
+                    f"{good_files[first['file_index']]}: cannot read: {first['error']}; use --skip-bad-files to skip it"
+                )
+            for fi in bad_idx:
+                reason = next(r["error"] for r in errors if r["file_index"] == fi)
+                bad.append({"file": good_files[fi], "reason": reason})
+            # Rerun without the bad files: their partial manifest rows must not stay behind.
+            shutil.rmtree(staging, ignore_errors=True)
+            good = [g for i, g in enumerate(good) if i not in bad_idx]
+            good_files, units = _units(good)
+            payload.update(files=good_files, units=units)
+            stats_rows = []
         else:
             staging.mkdir(parents=True, exist_ok=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
-        bcast.destroy()
         if own_spark and os.environ.get("IDIA_KEEP_SPARK") != "1":
             spark.stop()
 
     # ---- accounting: every row of every good file is read once, and rows = null/empty + unmatched + matched
     per_file: dict[str, dict] = {}
-    bad_files = {b["file"] for b in bad}
-    if stats_rows is not None:
-        for r in stats_rows.to_pylist():
-            url = good_files[r["file_index"]]
-            if url in bad_files:
-                continue
-            d = per_file.setdefault(url, Stats())
-            d.update({k: int(r[k]) for k in ("rows_read", "null_or_empty", "matched", "unmatched", "match_pairs")})
+    for r in stats_rows:
+        url = good_files[r["file_index"]]
+        d = per_file.setdefault(url, Stats())
+        d.update({k: int(r[k]) for k in ("rows_read", "null_or_empty", "matched", "unmatched", "match_pairs", "matcher_builds")})
     for info in good:
-        if info["file"] in bad_files:
-            continue
         d = per_file.setdefault(info["file"], Stats())
         if d["rows_read"] != info["rows"]:
             raise AccountingError(f"{info['file']}: read {d['rows_read']} rows, footer says {info['rows']}")
         check_sum(d["rows_read"], {k: d[k] for k in ("null_or_empty", "unmatched", "matched")}, info["file"])
     totals = Stats.merge(per_file.values())
-    manifest_rows = sum(r["rows"] for r in bucket_rows)
+    manifest_rows = sum(r["n_captions"] for r in bucket_rows)
     check_sum(totals["match_pairs"], {"manifest_rows": manifest_rows}, "match pairs vs manifest rows")
 
     # ---- counts, in names-file order
     n_cap = np.zeros(identities.num_rows, np.int64)
     n_url = np.zeros(identities.num_rows, np.int64)
-    if counts_raw is not None and counts_raw.num_rows:
-        idx = counts_raw.column("identity_index").to_numpy()
-        n_cap[idx] = counts_raw.column("n_captions").to_numpy()
-        n_url[idx] = counts_raw.column("n_unique_urls").to_numpy()
+    for r in count_rows:
+        n_cap[r["identity_index"]] += r["n_captions"]
+        n_url[r["identity_index"]] += r["n_unique_urls"]
     check_sum(totals["match_pairs"], {"sum_n_captions": int(n_cap.sum())}, "match pairs vs counts")
     counts = pa.Table.from_arrays(
         [

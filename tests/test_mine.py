@@ -66,6 +66,8 @@ def test_normalized_counts_exact(spark_local, sample, tmp_path):
     sample_dir, summary = sample
     stats = run_mine(cfg(sample_dir, tmp_path / "out"), spark=spark_local)
     assert stats["work_units"] == 9  # 3 files x 3 row groups
+    # The automaton is built at most once per Python worker (2 in local[2]), not once per task.
+    assert stats["totals"]["matcher_builds"] <= 2
     check_outputs(tmp_path / "out", summary, "normalized")
     # Every manifest row really contains its matched alias as whole tokens; multi-person captions are marked.
     from idia.identity_lists import read_manifest

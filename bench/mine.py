@@ -1,0 +1,235 @@
+"""Mining benchmark: the Spark job vs the floor (one process, no Spark), the study's pandas str.contains, Spark rlike.
+
+Run: .venv/bin/python -m bench.mine [--rows-per-shard 250000 --shards 8] [--out bench-out/mine]
+Prints a markdown section (also written to OUT/mine.md) for BENCHMARKS.md. Per-core rates: the floor and pandas use
+one core; Spark runs local[2] and its rate is divided by 2. Slow baselines run on a subsample and are extrapolated
+linearly in captions (and, for pandas, in names: it scans once per name); the table says where.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+LAION_CAPTIONS = 413_000_000
+NAME_SIZES = (1_000, 10_000, 100_000)
+
+
+def write_names(n: int, path: Path, seed: int) -> Path:
+    from idia.sample_laion import generate_names
+
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["identity_id", "name", "aliases"])
+        for i, name, aliases, _s in generate_names(n - 11, seed):  # 11 hand-made + generated = n
+            w.writerow([i, name, "|".join(aliases)])
+    return path
+
+
+def floor(files: list[Path], names: Path, mode: str = "normalized", batch: int = 8192) -> tuple[float, int, int]:
+    """One process: pyarrow read + the same normalisation + the automaton. Returns (seconds, rows, matches)."""
+    from idia.matching import Matcher
+    from idia.names import read_names
+
+    m = Matcher(read_names(names), mode)
+    t0 = time.perf_counter()
+    rows = hits = 0
+    for f in files:
+        for b in pq.ParquetFile(f).iter_batches(batch_size=batch, columns=["TEXT"], use_threads=False):
+            rows += b.num_rows
+            hits += m.match(b.column(0)).num_rows
+    return time.perf_counter() - t0, rows, hits
+
+
+def pandas_study(files: list[Path], names: Path, sample_rows: int) -> tuple[float, int, int]:
+    """The study's method on a subsample: df.TEXT.str.contains(name) once per name (regex, case-sensitive)."""
+    import pandas as pd
+
+    from idia.names import read_names
+
+    df = pq.read_table(files[0], columns=["TEXT"]).slice(0, sample_rows).to_pandas()
+    nm = read_names(names).column("name").to_pylist()
+    t0 = time.perf_counter()
+    hits = 0
+    for name in nm:
+        hits += int(df["TEXT"].str.contains(name, na=False).sum())
+    return time.perf_counter() - t0, len(df), hits
+
+
+def spark_rlike(spark, files: list[Path], names: Path, sample_rows: int) -> tuple[float, int, int]:
+    """One big alternation of quoted names, Spark rlike (Java regex), on a subsample."""
+    from pyspark.sql import functions as F
+
+    from idia.names import read_names
+
+    nm = read_names(names).column("name").to_pylist()
+    pattern = "(?:" + "|".join(r"\Q" + n.replace(r"\E", r"\E\\E\Q") + r"\E" for n in nm) + ")"
+    df = spark.read.parquet(str(files[0])).select("TEXT").limit(sample_rows).cache()
+    n = df.count()
+    t0 = time.perf_counter()
+    hits = df.filter(F.col("TEXT").rlike(pattern)).count()
+    dt = time.perf_counter() - t0
+    df.unpersist()
+    return dt, n, hits
+
+
+MEM_SCRIPT = r"""
+import resource, sys, json
+from jobs.mine import scan_unit, _matcher
+import pyarrow as pa, pyarrow.parquet as pq, hashlib
+from idia.names import read_names
+files, names, batch = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+ids = read_names(names)
+sink = pa.BufferOutputStream()
+with pa.ipc.new_stream(sink, ids.schema) as w: w.write_table(ids)
+units = []
+for fi, f in enumerate(files):
+    md = pq.ParquetFile(f).metadata
+    first = 0
+    for rg in range(md.num_row_groups):
+        units.append((fi, rg, first)); first += md.row_group(rg).num_rows
+payload = dict(key="k", identities=sink.getvalue().to_pybytes(), identity_ids=ids.column("identity_id").to_pylist(),
+               mode="normalized", threshold=90.0, buckets=16, columns="laion400m", batch_size=batch, files=files, units=units)
+_matcher(payload)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rows = 0
+for u in range(len(units)):
+    for b in scan_unit(payload, u):
+        if b.column(0)[0].as_py() == "stats": rows += b.column("rows_read")[0].as_py()
+print(json.dumps({"rows": rows, "base_kb": base, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def executor_memory(files: list[Path], names: Path, batch: int) -> dict:
+    """Peak RSS of the executor code path (jobs.mine.scan_unit) in a fresh process over the given files."""
+    r = subprocess.run(
+        [sys.executable, "-c", MEM_SCRIPT, json.dumps([str(f) for f in files]), str(names), str(batch)],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent,
+    )
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", default="bench-out/mine", help="work folder (shards, names, results)")
+    ap.add_argument("--shards", type=int, default=8, help="shards to generate")
+    ap.add_argument("--rows-per-shard", type=int, default=250_000, help="captions per shard (>= 2M in total)")
+    ap.add_argument("--pandas-rows", type=int, default=20_000, help="subsample for the pandas baseline")
+    ap.add_argument("--rlike-rows", type=int, default=50_000, help="subsample for rlike at 1k names (/10 at 10k)")
+    ap.add_argument("--seed", type=int, default=1, help="data seed")
+    args = ap.parse_args()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ["IDIA_KEEP_SPARK"] = "1"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from idia.sample_laion import SampleConfig, generate
+
+    data = out / "data"
+    if not (data / "expected.json").exists():
+        generate(SampleConfig(out=str(data), shards=args.shards, rows_per_shard=args.rows_per_shard, names=1000 - 11,
+                              caption_pool=50_000, expected=False, seed=args.seed))
+    files = sorted((data / "shards").glob("*.parquet"))
+    total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    names = {n: write_names(n, out / f"names_{n}.csv", args.seed) for n in NAME_SIZES}
+    res: dict = {"captions": total, "files": len(files), "cores_spark": 2, "rows": {}}
+
+    from jobs.mine import MineConfig, run_mine
+    from jobs.spark_session import get_spark
+
+    spark = get_spark("local[2]", app_name="idia-bench")
+    run_mine(MineConfig(shards=[str(files[0])], names=str(names[1000]), out=str(out / "warm"), force=True), spark=spark)
+    for n in NAME_SIZES:
+        r: dict = {}
+        dt, rows, hits = floor(files, names[n])
+        r["floor"] = {"s": dt, "rows": rows, "per_core": rows / dt, "matches": hits}
+        t0 = time.perf_counter()
+        st = run_mine(MineConfig(shards=[str(f) for f in files], names=str(names[n]), out=str(out / f"job_{n}"), force=True), spark=spark)
+        dt = time.perf_counter() - t0
+        assert st["totals"]["match_pairs"] == hits, (st["totals"]["match_pairs"], hits)
+        r["job"] = {"s": dt, "rows": st["totals"]["rows_read"], "per_core": st["totals"]["rows_read"] / dt / 2}
+        if n == 1000:
+            dt, rows, hits = pandas_study(files, names[n], args.pandas_rows)
+            r["pandas"] = {"s": dt, "rows": rows, "per_core": rows / dt, "note": f"{rows} captions subsample"}
+        if n <= 10_000:
+            sub = args.rlike_rows if n == 1000 else args.rlike_rows // 10
+            dt, rows, hits = spark_rlike(spark, files, names[n], sub)
+            r["rlike"] = {"s": dt, "rows": rows, "per_core": rows / dt / 2, "note": f"{rows} captions subsample"}
+        res["rows"][n] = r
+        print(n, json.dumps(r), flush=True)
+    spark.stop()
+    mem = {b: executor_memory(files[:1], names[1000], b) for b in (8192, 65536)}
+    mem["all_files_8192"] = executor_memory(files, names[1000], 8192)
+    res["memory"] = mem
+    (out / "mine.json").write_text(json.dumps(res, indent=2))
+    md = render(res)
+    (out / "mine.md").write_text(md)
+    print(md)
+    return 0
+
+
+def render(res: dict) -> str:
+    R = res["rows"]
+    f1, j1 = R[1000]["floor"]["per_core"], R[1000]["job"]["per_core"]
+    lines = [
+        f"Command: `.venv/bin/python -m bench.mine` ({res['captions']:,} generated captions in {res['files']} shards, "
+        "`normalized` mode; Spark `local[2]`, per-core = rate / 2; floor and pandas on one core).",
+        "",
+        "| names | floor (1 proc) capt/s/core | Spark job capt/s/core | job / floor | pandas str.contains capt/s/core | Spark rlike capt/s/core | job / pandas |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    pandas_per_name = R[1000]["pandas"]["s"] / R[1000]["pandas"]["rows"] / 1000  # seconds per caption per name
+    for n, r in R.items():
+        fl, jb = r["floor"]["per_core"], r["job"]["per_core"]
+        pd_rate = 1.0 / (pandas_per_name * int(n))  # extrapolated beyond 1k names: one scan per name
+        pd_note = "" if int(n) == 1000 else " (extrap.)"
+        rl = f"{r['rlike']['per_core']:,.0f}" if "rlike" in r else "not run (regex too large)"
+        lines.append(
+            f"| {int(n):,} | {fl:,.0f} | {jb:,.0f} | {jb / fl:.2f} | {pd_rate:,.0f}{pd_note} | {rl} | {jb / pd_rate:,.0f}x |"
+        )
+    j100 = R[100000]["job"]["per_core"] if 100000 in R else R["100000"]["job"]["per_core"]
+    lines += [
+        "",
+        f"- 100k names vs 1k names (job time per caption): {j1 / j100:.2f}x; floor: "
+        f"{f1 / R[100000]['floor']['per_core']:.2f}x.",
+        f"- pandas measured on {R[1000]['pandas']['rows']:,} captions x 1,000 names; rlike on {R[1000]['rlike']['rows']:,} "
+        f"(1k names) and {R[10000]['rlike']['rows']:,} (10k names) captions.",
+    ]
+    m = res["memory"]
+    lines.append(
+        f"- Executor code path (jobs.mine.scan_unit) peak RSS, fresh process: one 250k-row shard, batch 8192: "
+        f"{m[8192]['peak_kb'] / 1024:.0f} MiB; batch 65536: {m[65536]['peak_kb'] / 1024:.0f} MiB; all "
+        f"{m['all_files_8192']['rows']:,} rows, batch 8192: {m['all_files_8192']['peak_kb'] / 1024:.0f} MiB "
+        f"(after imports + automaton: {m[8192]['base_kb'] / 1024:.0f} MiB)."
+    )
+    lines.append("")
+    lines.append(f"Projection for {LAION_CAPTIONS / 1e6:.0f}M LAION-400M captions at the measured job rate (linear scaling, I/O not limiting):")
+    lines.append("")
+    lines.append("| names | 1 core | 16 cores | 256 cores |")
+    lines.append("|---:|---:|---:|---:|")
+    for n, r in R.items():
+        rate = r["job"]["per_core"]
+        cells = [fmt_dur(LAION_CAPTIONS / (rate * c)) for c in (1, 16, 256)]
+        lines.append(f"| {int(n):,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def fmt_dur(s: float) -> str:
+    if s >= 3600:
+        return f"{s / 3600:.1f} h"
+    if s >= 60:
+        return f"{s / 60:.1f} min"
+    return f"{s:.0f} s"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
