@@ -111,6 +111,48 @@ def run(n: int = 3000, reps: int = 2, processes: int = 2, threads: int = 16, sha
     return result
 
 
+def micro(n: int = 600, rounds: int = 5) -> dict:
+    """Per-image cost, one thread, in this process: plain vs guarded urllib fetch from loopback, and img2dataset's
+    Resizer alone vs wrapped in SafeResizer. Blocks alternate; the best block of each side is compared."""
+    import urllib.request
+
+    from img2dataset.resizer import Resizer
+
+    from idia.download_guard import build_guarded_opener
+    from idia.download_images import SafeResizer
+    from idia.loopback_server import LoopbackServer
+    from idia.url_guard import UrlGuard
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-download-micro-"))
+    _make_site(tmp, 50)
+    plain = urllib.request.build_opener()
+    guarded = build_guarded_opener(UrlGuard(allowed_networks=("127.0.0.1/32",)))
+    res = Resizer(image_size=256, resize_mode="keep_ratio", resize_only_if_bigger=False)
+    safe = SafeResizer(res)
+    blobs = [(tmp / "img" / f"{i:05d}.jpg").read_bytes() for i in range(50)]
+    best = {"fetch_plain": 1e9, "fetch_guarded": 1e9, "resize_plain": 1e9, "resize_safe": 1e9}
+    with LoopbackServer(tmp) as srv:
+        urls = [srv.url(f"img/{i % 50:05d}.jpg") for i in range(n)]
+        for _ in range(rounds):
+            for name, opener in (("fetch_plain", plain), ("fetch_guarded", guarded)):
+                t = time.perf_counter()
+                for u in urls:
+                    with opener.open(u, timeout=10) as r:
+                        r.read()
+                best[name] = min(best[name], time.perf_counter() - t)
+            for name, fn in (("resize_plain", res), ("resize_safe", safe)):
+                t = time.perf_counter()
+                for i in range(n):
+                    out = fn(io.BytesIO(blobs[i % 50]), None)
+                    assert out[-1] is None, out[-1]
+                best[name] = min(best[name], time.perf_counter() - t)
+    shutil.rmtree(tmp, ignore_errors=True)
+    per = {k: round(v / n * 1e3, 3) for k, v in best.items()}
+    return {"n": n, "ms_per_image": per,
+            "fetch_ratio": round(best["fetch_guarded"] / best["fetch_plain"], 3),
+            "resize_ratio": round(best["resize_safe"] / best["resize_plain"], 3)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=3000, help="number of distinct images (URLs)")
@@ -121,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write the result here")
     args = ap.parse_args(argv)
     res = run(args.n, args.reps, args.processes, args.threads, args.shard_size)
+    res["micro"] = micro()
     print(json.dumps(res, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")

@@ -153,6 +153,7 @@ def test_default_guard_sends_no_request(world, tmp_path):
     assert site.forbidden.requests == []
 
 
+@pytest.mark.slow
 def test_pyspark_distributor_matches_multiprocessing(world, tmp_path):
     cfg = DownloadConfig(**{**world["cfg"].__dict__, "out": str(tmp_path / "spark"), "distributor": "pyspark",
                             "processes": 1})  # local[1]: one Python worker (each imports img2dataset)
@@ -187,6 +188,7 @@ def test_rerun_and_retry_failed(world, tmp_path):
     assert site.forbidden.requests == []
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_redownloading(tmp_path):
     """Kill the CLI midway (process group, by PID); the rerun finishes, finished shards are not fetched again."""
     img = tmp_path / "site" / "img"
