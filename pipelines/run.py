@@ -157,7 +157,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
                          stages.summaries, stages.times)
     summary["wall_s"] = round(time.time() - t0, 1)
     summary["stage_seconds"] = {k: round(v, 1) for k, v in stages.times.items()}
-    summary["stages"] = stages.summaries
+    summary["stages"] = {k: v for k, v in stages.summaries.items() if k != "report"}
     write_json(summary, out / "summary.json")
     return summary
 
