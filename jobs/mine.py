@@ -94,6 +94,7 @@ SCAN = pa.schema(
         pa.field("unmatched", pa.int64()),
         pa.field("match_pairs", pa.int64()),
         pa.field("matcher_builds", pa.int64()),  # 1 where this task had to build the automaton (cache miss)
+        pa.field("task_ms", pa.int64()),  # time spent inside the task's Python code (read + match)
         pa.field("error", pa.string()),
     ]
 )
@@ -181,7 +182,7 @@ def _stats_row(unit: int, file_index: int, st: Stats, error: str | None = None) 
     cols["kind"] = pa.array(["stats"])
     cols["unit"] = pa.array([unit], pa.int32())
     cols["file_index"] = pa.array([file_index], pa.int32())
-    for k in ("rows_read", "null_or_empty", "matched", "unmatched", "match_pairs", "matcher_builds"):
+    for k in ("rows_read", "null_or_empty", "matched", "unmatched", "match_pairs", "matcher_builds", "task_ms"):
         cols[k] = pa.array([int(st[k])], pa.int64())
     cols["error"] = pa.array([error], pa.string())
     return pa.RecordBatch.from_arrays([cols[f.name] for f in SCAN], schema=SCAN)
@@ -194,6 +195,7 @@ def scan_unit(payload: dict, unit: int) -> Iterator[pa.RecordBatch]:
     mapping = COLUMN_MAPPINGS[payload["columns"]]
     src_cols = sorted({c for c in mapping.values() if c is not None})
     st = Stats()
+    t_start = time.perf_counter()
     matcher, buckets = _matcher(payload, st)
     try:
         with _open(url) as f:
@@ -235,8 +237,10 @@ def scan_unit(payload: dict, unit: int) -> Iterator[pa.RecordBatch]:
                     )
                 row0 += n
     except Exception as exc:  # reported to the driver, which names the file (or skips it with --skip-bad-files)
+        st["task_ms"] = int((time.perf_counter() - t_start) * 1000)
         yield _stats_row(unit, file_index, st, f"row group {rg}: {type(exc).__name__}: {exc}")
         return
+    st["task_ms"] = int((time.perf_counter() - t_start) * 1000)
     yield _stats_row(unit, file_index, st)
 
 
@@ -265,6 +269,7 @@ RESULT = pa.schema(
         pa.field("unmatched", pa.int64()),
         pa.field("match_pairs", pa.int64()),
         pa.field("matcher_builds", pa.int64()),
+        pa.field("task_ms", pa.int64()),
         pa.field("error", pa.string()),
     ]
 )
@@ -289,7 +294,7 @@ def _write_buckets(bcast, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Reco
     is_stats = pc.equal(t.column("kind"), "stats")
     st = t.filter(is_stats)
     if st.num_rows:
-        cols = ["unit", "file_index", "rows_read", "null_or_empty", "matched", "unmatched", "match_pairs", "matcher_builds", "error"]
+        cols = ["unit", "file_index", "rows_read", "null_or_empty", "matched", "unmatched", "match_pairs", "matcher_builds", "task_ms", "error"]
         yield _result({c: st.column(c).to_pylist() for c in cols} | {"kind": ["stats"] * st.num_rows}, st.num_rows)
     t = t.filter(pc.invert(is_stats))
     if not t.num_rows or payload.get("dry"):
@@ -377,6 +382,9 @@ def run_mine(cfg: MineConfig, spark=None) -> dict:
     with pa.ipc.new_stream(sink, identities.schema) as w:
         w.write_table(identities)
     ident_bytes = sink.getvalue().to_pybytes()
+    # A killed run leaves only its staging folder behind (outputs are swapped in whole): clear it, then redo.
+    for leftover in out.glob(".manifests.staging-*") if out.exists() else []:
+        shutil.rmtree(leftover, ignore_errors=True)
     staging = out / f".manifests.staging-{uuid.uuid4().hex[:8]}"
     payload = {
         "key": hashlib.sha256(ident_bytes + f"{cfg.match}|{cfg.fuzzy_threshold}|{cfg.buckets}".encode()).hexdigest(),
@@ -434,7 +442,7 @@ def run_mine(cfg: MineConfig, spark=None) -> dict:
     for r in stats_rows:
         url = good_files[r["file_index"]]
         d = per_file.setdefault(url, Stats())
-        d.update({k: int(r[k]) for k in ("rows_read", "null_or_empty", "matched", "unmatched", "match_pairs", "matcher_builds")})
+        d.update({k: int(r[k]) for k in ("rows_read", "null_or_empty", "matched", "unmatched", "match_pairs", "matcher_builds", "task_ms")})
     for info in good:
         d = per_file.setdefault(info["file"], Stats())
         if d["rows_read"] != info["rows"]:
