@@ -4,7 +4,6 @@ open_clip's ClipLoss, the project's own short seeded loop; saved in open_clip's 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import math
@@ -15,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pyarrow.parquet as pq
 
-from idia.atomic import atomic_dir, atomic_path, write_json
+from idia.atomic import atomic_dir, atomic_path
 from idia.config import ConfigError, from_dict, load_file, to_dict
 from idia.errors import InputFileError
 from idia.stats import Stats, check_sum

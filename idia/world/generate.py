@@ -4,7 +4,6 @@ FaceScrub-layout query list with separate query photos, world.json. Deterministi
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import io
 import json
@@ -16,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 import schemas
-from idia.atomic import atomic_path, is_done, mark_done, read_done, write_bytes, write_json, write_parquet, write_text
+from idia.atomic import mark_done, read_done, write_bytes, write_json, write_parquet, write_text
 from idia.config import ConfigError, to_dict
 from idia.stats import check_sum
 from idia.world.captions import named_caption, scene_caption, unnamed_person_caption
