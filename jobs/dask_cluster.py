@@ -58,17 +58,19 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, thre
             from dask_cuda import LocalCUDACluster
 
             cluster = LocalCUDACluster(threads_per_worker=threads_per_worker, dashboard_address=":0" if dashboard else None,
-                                       host="127.0.0.1")
+                                       host="127.0.0.1", silence_logs=logging.WARNING)
         except ImportError:
             logging.info("dask-cuda not installed: LocalCluster with one worker per GPU")
             cluster = LocalCluster(n_workers=n_workers or n_gpu, threads_per_worker=threads_per_worker,
                                    processes=True, host="127.0.0.1", memory_limit=memory_limit,
-                                   dashboard_address=":0" if dashboard else None)
+                                   dashboard_address=":0" if dashboard else None,
+                                   silence_logs=logging.WARNING)
     else:
         cores = os.cpu_count() or 1
         cluster = LocalCluster(n_workers=n_workers or max(1, cores // 4), threads_per_worker=threads_per_worker,
                                processes=True, host="127.0.0.1", memory_limit=memory_limit,
-                               dashboard_address=":0" if dashboard else None)
+                               dashboard_address=":0" if dashboard else None,
+                                   silence_logs=logging.WARNING)
     client = Client(cluster)
     try:
         yield client
