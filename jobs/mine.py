@@ -378,6 +378,7 @@ def run_mine(cfg: MineConfig, spark=None) -> dict:
 
     own_spark = spark is None
     spark = spark or get_spark(cfg.master, app_name="idia-mine", conf={k: str(v) for k, v in cfg.spark_conf.items()})
+    spark_master = spark.sparkContext.master
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, identities.schema) as w:
         w.write_table(identities)
@@ -504,6 +505,7 @@ def run_mine(cfg: MineConfig, spark=None) -> dict:
         "bins": bin_table(lists),
         "buckets_written": len(bucket_rows),
         "match_mode": cfg.match,
+        "spark_master": spark_master,
         "work_units": len(units),
         "wall_s": round(time.time() - t0, 3),
         "config": resolved,

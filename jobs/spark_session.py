@@ -41,6 +41,12 @@ def get_spark(master: str | None = None, app_name: str = "idia", conf: dict[str,
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
+    # Under spark-submit (it sets PYSPARK_GATEWAY_PORT) its --master wins unless one is given here explicitly.
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ and not master and not os.environ.get("SPARK_MASTER")
+    if submitted:
+        from pyspark import SparkConf
+
+        master = SparkConf().get("spark.master", "local[*]")
     master = master or os.environ.get("SPARK_MASTER") or "local[*]"
     local = master.startswith("local")
     defaults = {
@@ -62,7 +68,9 @@ def get_spark(master: str | None = None, app_name: str = "idia", conf: dict[str,
         defaults["spark.ui.enabled"] = "false"
         defaults["spark.driver.memory"] = os.environ.get("IDIA_SPARK_DRIVER_MEMORY", "2g")
     settings = {**defaults, **(conf or {})}
-    builder = SparkSession.builder.master(master).appName(app_name)
+    builder = SparkSession.builder.appName(app_name)
+    if not submitted:
+        builder = builder.master(master)
     for k, v in settings.items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
