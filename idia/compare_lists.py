@@ -114,12 +114,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder for comparison.csv and comparison.md")
 
 
-def main(args: argparse.Namespace) -> int:
-    df = compare(args.regenerated, args.published)
-    out = Path(args.out)
+def compare_to_published(regenerated: str | Path, out: str | Path, published: str | Path = PUBLISHED) -> dict:
+    """Write comparison.csv and comparison.md into `out`; returns the count of names per kind of difference."""
+    df = compare(regenerated, published)
+    out = Path(out)
     write_text(df.to_csv(index=False, lineterminator="\n"), out / "comparison.csv")
-    write_text(to_markdown(df, args.regenerated, args.published), out / "comparison.md")
-    counts = df["difference"].value_counts().to_dict()
-    print(f"compare-lists: {len(df)} names; " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
-    print(f"  outputs: {out / 'comparison.csv'}, {out / 'comparison.md'}")
+    write_text(to_markdown(df, str(regenerated), str(published)), out / "comparison.md")
+    counts = {str(k): int(v) for k, v in sorted(df["difference"].value_counts().to_dict().items())}
+    return {"names": int(len(df)), "differences": counts, "outputs": [str(out / "comparison.csv"), str(out / "comparison.md")]}
+
+
+def main(args: argparse.Namespace) -> int:
+    s = compare_to_published(args.regenerated, args.out, args.published)
+    print(f"compare-lists: {s['names']} names; " + ", ".join(f"{k}: {v}" for k, v in s["differences"].items()))
+    print(f"  outputs: {', '.join(s['outputs'])}")
     return 0
