@@ -277,3 +277,23 @@ def test_query_list_crop_sha256_and_opt_out_override(world, tmp_path):
         assert im.size == (128, 64)  # the 100x50 face box, shorter side scaled to 64
         r, g, b = im.convert("RGB").resize((1, 1)).getpixel((0, 0))
         assert g > 150 and r < 80 and b < 80  # the box's green, not the white page around it
+
+
+def test_query_list_no_crop_keeps_the_whole_photo(world, tmp_path):
+    site = world["site"]
+    names = tmp_path / "names.csv"
+    names.write_text("identity_id,name\nann-1,Ann Example\n", encoding="utf-8")
+    q = tmp_path / "queries.tsv"
+    q.write_text("name\timage_id\tface_id\turl\tbbox\tsha256\n"
+                 f"Ann Example\t1\t1\t{site.url('img/face.png')}\t20,10,120,60\t\n", encoding="utf-8")
+    out = tmp_path / "q"
+    run_download(DownloadConfig(out=str(out), queries=str(q), identities=str(names), crop_to_bbox=False,
+                                allow_private_network=True, **FAST))
+    (row,) = _index(out)
+    assert row["status"] == "success"
+    with tarfile.open(out / row["shard"]) as tf:
+        data = tf.extractfile(f"{row['key']}.jpg").read()
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.size == (128, 64)  # the whole 200x100 page, shorter side scaled to 64
+        r, g, b = im.convert("RGB").resize((1, 1)).getpixel((0, 0))
+        assert r > 150 and b > 150  # mostly the white page: the green box was not cut out

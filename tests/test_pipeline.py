@@ -28,7 +28,7 @@ def _config(out) -> PipelineConfig:
         out=str(out),
         world=WorldSection(preset="reduced", train_preset="reduced", port=_free_port()),
         mine={"buckets": 4},
-        download={"image_size": 64, "processes": 1, "threads": 8},
+        download={"image_size": 64, "processes": 1, "threads": 8, "crop_to_bbox": False},
         attack={"k": [1, 3, 5, 10], "draws": 5, "num_candidates": 100, "group_size": 4, "n_workers": 1,
                 "cache_dir": cache},
         headline_k=10,
