@@ -27,12 +27,16 @@ def _sweep_plot(sweep: pd.DataFrame, k: int, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     mem = sweep[sweep["is_member"]].groupby("n_train_images", as_index=False).agg(mean=("mean", "mean"), std=("std", "mean"))
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
     ax.errorbar(mem["n_train_images"], mem["mean"], yerr=mem["std"], marker="o", capsize=3, label="members: TPR")
     non = sweep[~sweep["is_member"]]
     if len(non):
         ax.axhline(float(non["mean"].iloc[0]), color="tab:red", ls="--", label="non-members: FPR")
-    ax.set_xscale("symlog", linthresh=1)
+    xs = [int(x) for x in mem["n_train_images"]]
+    ax.set_xscale("log")
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.minorticks_off()
+    ax.set_xlim(min(xs) * 0.8, max(xs) * 1.25)
     ax.set_xlabel("training images per member")
     ax.set_ylabel(f"rate at k = {k}")
     ax.set_ylim(-0.02, 1.02)
@@ -43,6 +47,32 @@ def _sweep_plot(sweep: pd.DataFrame, k: int, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _accounting(out: Path) -> list[str]:
+    """Where every caption row, URL and identity ended up, read back from each stage's own stats."""
+    rows = []
+    mine = out / "mine" / "stats.json"
+    if mine.is_file():
+        t = json.loads(mine.read_text())["totals"]
+        rows.append(f"- mine: {t['rows_read']} caption rows read = {t['null_or_empty']} null/empty + {t['unmatched']} "
+                    f"unmatched + {t['matched']} matched; {t['identities_with_match']} of {t['identities']} identities "
+                    f"matched at least once; {t['files_read']} of {t['files_in']} files read, {t['files_skipped']} skipped")
+    dl = out / "download" / "report.json"
+    if dl.is_file():
+        t = json.loads(dl.read_text())["totals"]
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(t["failed_by_reason"].items())) or "none"
+        rows.append(f"- download: {t['requested']} URLs requested = {t['downloaded']} downloaded + {t['failed']} failed "
+                    f"(by reason: {reasons}); {t['identities_with_images']} of {t['identities']} identities have images")
+    at = out / "attack" / "stats.json"
+    if at.is_file():
+        t = json.loads(at.read_text())
+        skipped = t["identities_in"] - t["identities_attacked"]
+        rows.append(f"- attack: {t['identities_in']} identities = {t['identities_attacked']} attacked + {skipped} skipped "
+                    f"(reasons in attack/attack_status.parquet); {t['images_listed']} images listed, "
+                    f"{t['images_encoded']} encoded; {t['text_prompts_computed']} text prompts computed "
+                    f"(text cache {'hit' if t['text_cache_hit'] else 'miss'})")
+    return rows
 
 
 def write_report(out: Path, world_dir: Path | None, k: int, summaries: dict, times: dict) -> dict:
@@ -84,16 +114,15 @@ def write_report(out: Path, world_dir: Path | None, k: int, summaries: dict, tim
                               "![sweep](evaluate/plots/sweep_tpr_vs_training_images.png)", ""])
     lines.append(sweep_md)
 
-    lines += ["## Metrics per k", "", (ev / "metrics.md").read_text().split("\n", 1)[-1], ""]
+    metrics_md = (ev / "metrics.md").read_text()
+    table = metrics_md[metrics_md.index("Metrics at tau"):] if "Metrics at tau" in metrics_md else metrics_md
+    lines += ["## Metrics per k", "", table.strip(), ""]
     for png in sorted((ev / "plots").glob("*.png")):
         if "sweep" not in png.name:
             lines += [f"![{png.stem}](evaluate/plots/{png.name})", ""]
 
-    lines += ["## Stages", "", "| stage | seconds | summary |", "|---|---|---|"]
-    for name, s in summaries.items():
-        keys = [k2 for k2, v in s.items() if isinstance(v, (int, float, str, bool)) and k2 != "text"][:10]
-        brief = ", ".join(f"{k2}={s[k2]}" for k2 in keys)
-        lines.append(f"| {name} | {times.get(name, 0):.1f} | {brief} |")
+    lines += ["## Accounting", "", *_accounting(out), "", "## Stages", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {name} | {times.get(name, 0):.1f} |" for name in summaries]
     lines.append("")
     lines.append("Outputs hold personal data (names and faces): keep the run folder private.")
     write_text("\n".join(lines) + "\n", out / "report.md")
