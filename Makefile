@@ -27,8 +27,10 @@ test: $(STAMP)  ## set up if needed, then run the whole test suite
 demo: $(STAMP)  ## set up if needed, then run the embedded end-to-end demo (synthetic world, tiny CLIP)
 	$(VENV)/bin/idia run pipelines/demo.yaml
 
-bench: $(STAMP)  ## run the benchmarks (see BENCHMARKS.md)
-	$(VPY) -m bench.run_all
+bench: $(STAMP)  ## run the CPU benchmarks recorded in BENCHMARKS.md (tens of minutes; bench/attack_gpu.sh is for a GPU)
+	$(VPY) -m bench.mine --rlike-rows 20000
+	$(VPY) -m bench.download --n 3000 --reps 2 --shard-size 500
+	$(VPY) bench/attack.py --identities 16 --images-per-identity 12 --num-candidates 100
 
 clean:  ## remove build debris (keeps .venv)
 	rm -rf .pytest_cache *.egg-info spark-warehouse
