@@ -98,3 +98,18 @@ def load_file(path: str | Path) -> dict:
 
 def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
+
+
+def from_file_and_args(cls: type[T], args: Any, where: str, skip: tuple[str, ...] = ()) -> T:
+    """A stage config from `--config FILE` (if given) with every command-line option that was set on top.
+
+    Options left unset (None) keep the file's value or the dataclass default; names in `skip` are left to the caller.
+    """
+    data = load_file(args.config) if getattr(args, "config", None) else {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        v = getattr(args, f.name, None)
+        if v is not None:
+            data[f.name] = v
+    return from_dict(cls, data, where)

@@ -85,7 +85,7 @@ def embed_images(model, preprocess: Callable, items: Iterable[tuple[str, Callabl
         try:
             img = open_fn()
             return key, preprocess(img.convert("RGB")), None
-        except Exception as exc:  # PIL raises many types for corrupt data; each is a skipped image
+        except Exception:  # PIL raises many types for corrupt data; each is a skipped image
             return key, None, "corrupt"
 
     def load_batch(chunk):

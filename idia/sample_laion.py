@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import time
 import unicodedata
 from collections import defaultdict

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import schemas
 from idia import aggregate
 from idia.atomic import mark_done, read_done, write_json, write_parquet
-from idia.config import from_dict, load_file, to_dict
+from idia.config import from_file_and_args, to_dict
 from idia.errors import UserError
 from idia.stats import Stats, check_sum
 from schemas.validate import conform
@@ -357,12 +357,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> AttackConfig:
-    data = load_file(args.config) if getattr(args, "config", None) else {}
-    for name in AttackConfig.__dataclass_fields__:
-        v = getattr(args, name, None)
-        if v is not None:
-            data[name] = v
-    return from_dict(AttackConfig, data, "attack config")
+    return from_file_and_args(AttackConfig, args, "attack config")
 
 
 def print_summary(s: dict, out: str) -> None:

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from idia.atomic import is_done, mark_done, write_json, write_parquet, write_text
-from idia.config import from_dict, load_file, to_dict
+from idia.config import from_file_and_args, to_dict
 from idia.download_index import build_index, merge_img2dataset_stats, render_markdown, round_states, summarize
 from idia.download_inputs import REQUESTS, requests_from_manifests
 from idia.errors import USER_ERRORS, UserError
@@ -471,18 +471,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> DownloadConfig:
-    data = load_file(args.config) if getattr(args, "config", None) else {}
-    for f in dataclasses.fields(DownloadConfig):
-        if f.name in ("allow_private_network", "allowed_networks"):
-            continue
-        v = getattr(args, f.name, None)
-        if v is not None:
-            data[f.name] = v
+    cfg = from_file_and_args(DownloadConfig, args, "download config",
+                             skip=("allow_private_network", "allowed_networks"))
     if getattr(args, "allow_private_network", None) is not None:
+        # The one flag sets both fields: alone it allows every private range, with CIDRs only those.
         nets = [n.strip() for n in args.allow_private_network.split(",") if n.strip()]
-        data["allow_private_network"] = not nets
-        data["allowed_networks"] = nets
-    return from_dict(DownloadConfig, data, "download config")
+        cfg = dataclasses.replace(cfg, allow_private_network=not nets, allowed_networks=nets)
+    return cfg
 
 
 def print_summary(report: dict, out: str) -> None:

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from idia.atomic import write_json, write_parquet, write_text
-from idia.config import from_dict, load_file, to_dict
+from idia.config import from_file_and_args, to_dict
 from idia.errors import InputFileError, UserError
 from idia.metrics import compute_metrics, load_ground_truth, membership_table, metrics_markdown
 
@@ -118,12 +118,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    data = load_file(args.config) if getattr(args, "config", None) else {}
-    for name in EvaluateConfig.__dataclass_fields__:
-        v = getattr(args, name, None)
-        if v is not None:
-            data[name] = v
-    cfg = from_dict(EvaluateConfig, data, "evaluate config")
+    cfg = from_file_and_args(EvaluateConfig, args, "evaluate config")
     s = run_evaluate(cfg)
     print(f"evaluate -> {cfg.out}")
     for k, v in s.items():

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from idia.atomic import is_done, mark_done, read_done, write_json, write_parquet
+from idia.atomic import mark_done, read_done, write_json, write_parquet
 from idia.config import ConfigError, to_dict
 from idia.errors import InputFileError, UserError
 from idia.identity_lists import bin_table, bucket_array, build_identity_list, write_identity_lists
@@ -37,7 +37,7 @@ from idia.matching import MODES, Matcher, empty_mask
 from idia.names import parse_names
 from idia.stats import AccountingError, Stats, check_sum
 from schemas import COLUMN_MAPPINGS, COUNTS, LAION_400M, MANIFEST
-from schemas.validate import SchemaError, map_columns
+from schemas.validate import map_columns
 
 GLOB_CHARS = set("*?[")
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from idia.atomic import write_json
 from idia.config import ConfigError, from_dict, load_file, to_dict
-from idia.errors import UserError
 
 
 @dataclass
