@@ -100,12 +100,13 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def from_file_and_args(cls: type[T], args: Any, where: str, skip: tuple[str, ...] = ()) -> T:
-    """A stage config from `--config FILE` (if given) with every command-line option that was set on top.
-
-    Options left unset (None) keep the file's value or the dataclass default; names in `skip` are left to the caller.
-    """
-    data = load_file(args.config) if getattr(args, "config", None) else {}
+def from_file_and_args(cls: type[T], args: Any, where: str, skip: tuple[str, ...] = (), base: dict | None = None) -> T:
+    """A stage config from `base` (e.g. a preset), then `--config FILE` (if given), then every command-line option
+    that was set. Options left unset (None) keep the earlier value or the dataclass default; names in `skip` are
+    left to the caller."""
+    data = dict(base or {})
+    if getattr(args, "config", None):
+        data.update(load_file(args.config))
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue

@@ -193,11 +193,18 @@ def _shard(cfg: SampleConfig, shard: int, idents: list, weights: np.ndarray) -> 
         long_pad = " ".join(FILLER[i % len(FILLER)] for i in range(3000))
         for i, text in enumerate([*GUARANTEED, long_pad + " Bruce Lee"][:n]):
             texts[i] = text
+    return _laion_table(rng, shard, urls, pa.array(texts, pa.string()))
+
+
+def _laion_table(rng: np.random.Generator, shard: int, urls: list[str], texts: pa.Array) -> pa.Table:
+    """One shard in the exact LAION-400M schema around the given URLs and captions; the other columns are drawn
+    from `rng` (in a fixed order, so a shard depends only on its seed)."""
+    n = len(urls)
     return pa.Table.from_arrays(
         [
             pa.array(np.arange(n, dtype=np.int64) + shard * 10**9),
             pa.array(urls, pa.string()),
-            pa.array(texts, pa.string()),
+            texts,
             pa.array(rng.integers(64, 2048, size=n).astype(np.int32)),
             pa.array(rng.integers(64, 2048, size=n).astype(np.int32)),
             pa.array(["?"] * n, pa.string()),
@@ -214,19 +221,7 @@ def _pooled_shard(cfg: SampleConfig, shard: int, pool: pa.Array) -> pa.Table:
     n = cfg.rows_per_shard
     texts = pool.take(pa.array(rng.integers(len(pool), size=n)))
     urls = [f"{cfg.base_url}/{shard:05d}/{i:08d}.jpg" for i in range(n)]
-    return pa.Table.from_arrays(
-        [
-            pa.array(np.arange(n, dtype=np.int64) + shard * 10**9),
-            pa.array(urls, pa.string()),
-            texts,
-            pa.array(rng.integers(64, 2048, size=n).astype(np.int32)),
-            pa.array(rng.integers(64, 2048, size=n).astype(np.int32)),
-            pa.array(["?"] * n, pa.string()),
-            pa.array(np.array(["UNLIKELY", "UNSURE", "NSFW"])[rng.choice(3, size=n, p=[0.9, 0.07, 0.03])]),
-            pa.array(rng.uniform(0.28, 0.45, size=n)),
-        ],
-        schema=LAION_400M,
-    )
+    return _laion_table(rng, shard, urls, texts)
 
 
 def expected_counts(idents: list, texts: list[str | None], urls: list[str]) -> dict:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pyarrow.parquet as pq
 
 from idia.atomic import atomic_dir, atomic_path
-from idia.config import ConfigError, from_dict, load_file, to_dict
+from idia.config import ConfigError, from_dict, from_file_and_args, to_dict
 from idia.errors import InputFileError
 from idia.stats import Stats, check_sum
 
@@ -322,14 +322,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    base = to_dict(PRESETS[args.preset])
-    if args.config:
-        base.update(load_file(args.config))
-    for key in ("steps", "batch_size", "lr", "seed", "threads"):
-        v = getattr(args, key)
-        if v is not None:
-            base[key] = v
-    return from_dict(TrainConfig, base, "train config")
+    return from_file_and_args(TrainConfig, args, "train config", base=to_dict(PRESETS[args.preset]))
 
 
 def main(args: argparse.Namespace) -> int:

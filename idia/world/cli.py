@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from idia.config import from_dict, load_file, to_dict
+from idia.config import from_file_and_args, to_dict
 from idia.world.generate import PRESETS, WorldConfig, generate_world
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8765"
@@ -25,13 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> WorldConfig:
-    base = to_dict(PRESETS[args.preset])
-    if args.config:
-        base.update(load_file(args.config))
-    for key in ("seed", "workers"):
-        if getattr(args, key) is not None:
-            base[key] = getattr(args, key)
-    cfg = from_dict(WorldConfig, base, "world config")
+    cfg = from_file_and_args(WorldConfig, args, "world config", base=to_dict(PRESETS[args.preset]))
     cfg.validate()
     return cfg
 
