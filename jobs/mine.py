@@ -1,9 +1,11 @@
-"""Spark job: scan LAION caption shards for a names list -> counts.parquet, manifests/, identity lists, stats.json.
+"""Spark job: scan LAION caption shards for a names list -> counts.parquet, manifests/, identity_lists/, stats.json.
 
-Each (file, row group) is one task; inside it record batches stream through one Aho-Corasick matcher built once
-per Python worker process, so memory is bounded by a record batch. Footers are checked on the driver first, so a
-missing column or a corrupt file is reported by name before any work starts. Works as `idia mine ...` and as
-`spark-submit jobs/mine.py ...`.
+Two stages. Scan: each (file, row group) is one task; record batches stream through one Aho-Corasick matcher built
+once per Python worker process, and the task stages its match rows in a parquet file beside the output (memory is
+bounded by a record batch and a flush of staged rows, never by a shard). Merge: one task per manifest bucket sorts
+the bucket's rows and writes it. Footers are checked on the driver first, so a missing column or a corrupt file is
+reported by name before any work starts; a killed run reuses every unit it finished. Works as `idia mine ...` and
+as `spark-submit jobs/mine.py ...`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from idia.identity_lists import bin_table, bucket_array, build_identity_list, wr
 from idia.matching import MODES, Matcher, empty_mask
 from idia.names import parse_names
 from idia.stats import AccountingError, Stats, check_sum
+from jobs.spark_session import spark_progress
 from schemas import COLUMN_MAPPINGS, COUNTS, LAION_400M, MANIFEST
 from schemas.validate import map_columns
 
@@ -56,6 +59,7 @@ class MineConfig:
     master: str | None = None
     skip_bad_files: bool = False
     batch_size: int = 8192
+    task_rows: int = 0  # rows per scan task (whole row groups of one file); 0 = auto
     force: bool = False
     spark_conf: dict = field(default_factory=dict)
 
@@ -76,29 +80,8 @@ class MineConfig:
             raise ConfigError(f"mine: fuzzy_threshold must be in (0, 100], got {self.fuzzy_threshold}")
         if self.batch_size < 1:
             raise ConfigError("mine: batch_size must be >= 1")
-
-
-# Rows the scan emits: kind "match" (one per caption x identity) or "stats" (one per work unit).
-SCAN = pa.schema(
-    [
-        pa.field("kind", pa.string()),
-        pa.field("unit", pa.int32()),
-        pa.field("file_index", pa.int32()),
-        pa.field("row_number", pa.int64()),  # row position in its file: the deterministic sort key
-        pa.field("identity_index", pa.int32()),
-        pa.field("bucket", pa.int32()),
-        *[f for f in MANIFEST if f.name not in ("identity_id", "source_file")],
-        pa.field("rows_read", pa.int64()),
-        pa.field("null_or_empty", pa.int64()),
-        pa.field("matched", pa.int64()),
-        pa.field("unmatched", pa.int64()),
-        pa.field("match_pairs", pa.int64()),
-        pa.field("matcher_builds", pa.int64()),  # 1 where this task had to build the automaton (cache miss)
-        pa.field("task_ms", pa.int64()),  # time spent inside the task's Python code (read + match)
-        pa.field("error", pa.string()),
-    ]
-)
-_MATCH_COLS = ["SAMPLE_ID", "URL", "TEXT", "WIDTH", "HEIGHT", "NSFW", "similarity"]
+        if self.task_rows < 0:
+            raise ConfigError("mine: task_rows must be >= 0 (0 = auto)")
 
 
 # --------------------------------------------------------------------------------------------- inputs
@@ -139,13 +122,14 @@ def _open(url: str):
 def inspect_footers(files: list[str], mapping: dict, skip_bad: bool) -> tuple[list[dict], list[dict]]:
     """Read every footer on the driver: row counts per row group, and the schema checked against the mapping."""
     ok, bad = [], []
-    for url in files:
+    for index, url in enumerate(files):
         try:
             with _open(url) as f:
                 pf = pq.ParquetFile(f)
                 schema = pf.schema_arrow
                 md = pf.metadata
                 rgs = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
+                size = f.seek(0, os.SEEK_END)
         except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for corrupt or truncated files
             reason = f"not a readable parquet file ({type(exc).__name__}: {exc})"
             if not skip_bad:
@@ -154,11 +138,58 @@ def inspect_footers(files: list[str], mapping: dict, skip_bad: bool) -> tuple[li
             continue
         # Missing column / wrong type is the user's layout choice (--columns): always an error, never skipped.
         map_columns(schema.empty_table(), mapping, LAION_400M, url)
-        ok.append({"file": url, "row_groups": rgs, "rows": sum(rgs)})
+        # index: position in the run's file list; size and footer: what staged units of this file depend on.
+        ok.append({"file": url, "index": index, "size": size, "footer_bytes": md.serialized_size, "row_groups": rgs, "rows": sum(rgs)})
     return ok, bad
 
 
 # --------------------------------------------------------------------------------------------- executors
+# Two Spark stages, no Spark shuffle. Scan: one task per (file, row group) matches captions and stages its match
+# rows in one parquet file (sorted by bucket, one row group per bucket per flush) next to the output, plus a JSON
+# done-marker with its counts; only that small stats row goes back through Spark. Merge: one task per bucket reads
+# its row groups from every staged unit, sorts them and writes the bucket's manifest. Match rows never pass through
+# the JVM: converting them to Spark rows and shuffling them cost more than the matching itself on small machines
+# (BENCHMARKS.md), and the staged units make a killed run resumable per unit.
+
+#: Match rows staged by a scan task (the manifest's columns, minus those the merge adds, plus the sort keys).
+STAGED = pa.schema(
+    [
+        pa.field("file_index", pa.int32()),  # index into the run's input file list
+        pa.field("row_number", pa.int64()),  # row position in its file: the deterministic sort key
+        pa.field("identity_index", pa.int32()),
+        pa.field("bucket", pa.int32()),
+        *[f for f in MANIFEST if f.name not in ("identity_id", "source_file")],
+    ]
+)
+_MATCH_COLS = ["SAMPLE_ID", "URL", "TEXT", "WIDTH", "HEIGHT", "NSFW", "similarity"]
+_COUNTERS = ("rows_read", "null_or_empty", "matched", "unmatched", "match_pairs", "matcher_builds", "units_resumed", "task_ms")
+
+#: What a scan task returns to the driver: one row per work unit.
+UNIT_STATS = pa.schema(
+    [
+        pa.field("unit", pa.int32()),
+        pa.field("file_index", pa.int32()),
+        *[pa.field(k, pa.int64()) for k in _COUNTERS],
+        pa.field("path", pa.string()),  # the staged match rows (null when the unit matched nothing)
+        pa.field("bucket_row_groups", pa.string()),  # JSON {bucket: [row group, ...]} in the staged file
+        pa.field("error", pa.string()),
+    ]
+)
+
+#: What a merge task returns: per identity in its bucket the counts, and one row for the manifest file written.
+MERGED = pa.schema(
+    [
+        pa.field("kind", pa.string()),  # "count" / "bucket"
+        pa.field("bucket", pa.int32()),
+        pa.field("identity_index", pa.int32()),
+        pa.field("n_captions", pa.int64()),
+        pa.field("n_unique_urls", pa.int64()),
+        pa.field("path", pa.string()),
+    ]
+)
+#: Staged match rows held in memory before a scan task writes them out (bounds a task's memory with the batch).
+FLUSH_ROWS = 65536
+
 _MATCHERS: dict[str, tuple] = {}
 
 
@@ -177,175 +208,246 @@ def _matcher(payload: dict, st: Stats | None = None) -> tuple:
     return hit
 
 
-def _stats_row(unit: int, file_index: int, st: Stats, error: str | None = None) -> pa.RecordBatch:
-    cols = {f.name: pa.nulls(1, f.type) for f in SCAN}
-    cols["kind"] = pa.array(["stats"])
-    cols["unit"] = pa.array([unit], pa.int32())
-    cols["file_index"] = pa.array([file_index], pa.int32())
-    for k in ("rows_read", "null_or_empty", "matched", "unmatched", "match_pairs", "matcher_builds", "task_ms"):
-        cols[k] = pa.array([int(st[k])], pa.int64())
-    cols["error"] = pa.array([error], pa.string())
-    return pa.RecordBatch.from_arrays([cols[f.name] for f in SCAN], schema=SCAN)
+def _batch(schema: pa.Schema, rows: list[dict]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist(rows, schema=schema)
 
 
-def scan_unit(payload: dict, unit: int) -> Iterator[pa.RecordBatch]:
-    """Match one (file, row group); yields match batches, then exactly one stats row (with the error, if any)."""
-    file_index, rg, first_row = payload["units"][unit]
+def unit_name(file_index: int, rg0: int, rg1: int) -> str:
+    return f"u{file_index:06d}-rg{rg0:06d}-{rg1:06d}"
+
+
+class _StagedWriter:
+    """Staged match rows of one unit: held per bucket, flushed every FLUSH_ROWS rows as one row group per bucket."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        self.writer: pq.ParquetWriter | None = None
+        self.pending: dict[int, list[pa.RecordBatch]] = {}
+        self.n_pending = 0
+        self.row_groups: dict[int, list[int]] = {}
+        self.sizes: list[int] = []
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        """Add match rows already ordered by bucket (rows of one bucket contiguous)."""
+        b = batch.column(STAGED.get_field_index("bucket")).to_numpy()
+        starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+        for s, e in zip(starts, [*starts[1:], len(b)]):
+            self.pending.setdefault(int(b[s]), []).append(batch.slice(s, e - s))
+        self.n_pending += batch.num_rows
+        if self.n_pending >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.n_pending:
+            return
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.tmp, STAGED, compression="none")
+        for bucket in sorted(self.pending):
+            t = pa.Table.from_batches(self.pending[bucket], schema=STAGED)
+            self.writer.write_table(t, row_group_size=t.num_rows)
+            self.row_groups.setdefault(bucket, []).append(len(self.sizes))
+            self.sizes.append(t.num_rows)
+        self.pending, self.n_pending = {}, 0
+
+    def close(self) -> str | None:
+        self.flush()
+        if self.writer is None:
+            return None
+        self.writer.close()
+        md = pq.ParquetFile(self.tmp).metadata  # one row group per write: the map to buckets depends on it
+        got = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
+        if got != self.sizes:
+            raise RuntimeError(f"{self.tmp}: staged row groups {got[:8]}... differ from those written {self.sizes[:8]}...")
+        os.replace(self.tmp, self.path)
+        return str(self.path)
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def scan_unit(payload: dict, unit: int) -> dict:
+    """Match one work unit (row groups rg0..rg1 of a file) and stage its match rows; returns its stats row (with the error, if any).
+
+    A unit whose done-marker exists in the staging folder (a killed run's finished work) is not read again.
+    """
+    file_index, rg0, rg1, first_row, n_rows = payload["units"][unit]
     url = payload["files"][file_index]
-    mapping = COLUMN_MAPPINGS[payload["columns"]]
+    units_dir = Path(payload["staging"]) / "units"
+    name = unit_name(file_index, rg0, rg1)
+    marker = units_dir / f"{name}.json"
+    row = {"unit": unit, "file_index": file_index, "path": None, "bucket_row_groups": "{}", "error": None}
+    if marker.exists():
+        try:
+            done = json.loads(marker.read_text())
+            if done["rows_read"] == n_rows and (done["path"] is None or Path(done["path"]).exists()):
+                return row | {k: 0 for k in _COUNTERS} | {k: done[k] for k in _COUNTERS if k in done} | {
+                    "path": done["path"], "bucket_row_groups": done["bucket_row_groups"],
+                    "matcher_builds": 0, "task_ms": 0, "units_resumed": 1}
+        except (ValueError, KeyError, OSError):
+            pass  # an unreadable marker: redo the unit
+    # Only the columns the manifest keeps are read (LICENSE and unmapped extras are not).
+    mapping = {k: v for k, v in COLUMN_MAPPINGS[payload["columns"]].items() if k in _MATCH_COLS}
     src_cols = sorted({c for c in mapping.values() if c is not None})
+    schema = pa.schema([LAION_400M.field(c) for c in _MATCH_COLS])
     st = Stats()
     t_start = time.perf_counter()
     matcher, buckets = _matcher(payload, st)
+    units_dir.mkdir(parents=True, exist_ok=True)
+    out = _StagedWriter(units_dir / f"{name}.parquet")
     try:
         with _open(url) as f:
             pf = pq.ParquetFile(f)
             row0 = first_row
             for batch in pf.iter_batches(
-                batch_size=payload["batch_size"], row_groups=[rg], columns=src_cols, use_threads=False
+                batch_size=payload["batch_size"], row_groups=range(rg0, rg1 + 1), columns=src_cols, use_threads=False
             ):
-                tbl = map_columns(pa.Table.from_batches([batch]), mapping, LAION_400M, url)
+                tbl = map_columns(pa.Table.from_batches([batch]), mapping, schema, url)
                 n = tbl.num_rows
                 texts = tbl.column("TEXT").combine_chunks()
                 n_empty = int(empty_mask(texts).sum()) if n else 0
                 m = matcher.match(texts)
                 rows = m.column("row").to_numpy()
-                n_matched = int(len(np.unique(rows)))
+                n_matched = int(np.count_nonzero(np.diff(rows))) + 1 if len(rows) else 0  # rows come sorted
                 st.update(rows_read=n, null_or_empty=n_empty, matched=n_matched, match_pairs=len(rows))
                 st["unmatched"] += n - n_empty - n_matched
                 if len(rows):
-                    per_row = np.bincount(rows, minlength=n)[rows].astype(np.int32)
                     ident = m.column("identity_index").to_numpy()
-                    taken = tbl.select(_MATCH_COLS).take(pa.array(rows))
-                    k = len(rows)
+                    order = np.argsort(buckets[ident], kind="stable")  # bucket runs; row order kept inside each
+                    per_row = np.bincount(rows, minlength=n)[rows].astype(np.int32)
+                    rows, ident, per_row = rows[order], ident[order], per_row[order]
+                    taken = tbl.take(pa.array(rows))
                     cols = {
-                        "kind": pa.array(["match"] * k),
-                        "unit": pa.array(np.full(k, unit, np.int32)),
-                        "file_index": pa.array(np.full(k, file_index, np.int32)),
+                        "file_index": pa.array(np.full(len(rows), file_index, np.int32)),
                         "row_number": pa.array(rows + row0),
                         "identity_index": pa.array(ident.astype(np.int32)),
                         "bucket": pa.array(buckets[ident]),
-                        "matched_alias": m.column("matched_alias"),
-                        "match_score": m.column("match_score"),
+                        "matched_alias": m.column("matched_alias").combine_chunks().take(pa.array(order)),
+                        "match_score": m.column("match_score").combine_chunks().take(pa.array(order)),
                         "n_identities_in_caption": pa.array(per_row),
                     }
-                    for c in _MATCH_COLS:
-                        cols[c] = taken.column(c)
-                    arrays = [cols[f.name] if f.name in cols else pa.nulls(k, f.type) for f in SCAN]
-                    yield pa.RecordBatch.from_arrays(
-                        [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays], schema=SCAN
-                    )
+                    cols.update({c: taken.column(c).combine_chunks() for c in _MATCH_COLS})
+                    out.add(pa.RecordBatch.from_arrays([cols[f.name] for f in STAGED], schema=STAGED))
                 row0 += n
+        path = out.close()
     except Exception as exc:  # reported to the driver, which names the file (or skips it with --skip-bad-files)
+        out.abort()
         st["task_ms"] = int((time.perf_counter() - t_start) * 1000)
-        yield _stats_row(unit, file_index, st, f"row group {rg}: {type(exc).__name__}: {exc}")
-        return
+        return row | {k: int(st[k]) for k in _COUNTERS} | {
+            "error": f"row group {rg0}{f'-{rg1}' if rg1 > rg0 else ''}: {type(exc).__name__}: {exc}"}
     st["task_ms"] = int((time.perf_counter() - t_start) * 1000)
-    yield _stats_row(unit, file_index, st)
+    row |= {k: int(st[k]) for k in _COUNTERS} | {"path": path, "bucket_row_groups": json.dumps(out.row_groups)}
+    write_json({k: row[k] for k in (*_COUNTERS, "path", "bucket_row_groups")}, marker)
+    return row
 
 
-def _scan_partition(bcast, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    payload = bcast.value
-    for b in batches:
-        for unit in b.column(0).to_pylist():
-            yield from scan_unit(payload, int(unit))
+def merge_buckets(payload: dict, task: int) -> list[dict]:
+    """Merge task `task`: the buckets b with b % merge_tasks == task, one after another (memory: one bucket)."""
+    opened: dict[str, pq.ParquetFile] = {}
+    rows: list[dict] = []
+    for bucket in range(task, payload["buckets"], payload["merge_tasks"]):
+        rows += merge_bucket(payload, bucket, opened)
+    return rows
 
 
-# What the shuffle's write stage returns: per work unit its stats (passed through), per identity its counts,
-# per bucket the manifest file written. One Spark job, one shuffle: scan -> repartition(bucket) -> write.
-RESULT = pa.schema(
-    [
-        pa.field("kind", pa.string()),  # "stats" / "count" / "bucket"
-        pa.field("unit", pa.int32()),
-        pa.field("file_index", pa.int32()),
-        pa.field("bucket", pa.int32()),
-        pa.field("identity_index", pa.int32()),
-        pa.field("n_captions", pa.int64()),
-        pa.field("n_unique_urls", pa.int64()),
-        pa.field("path", pa.string()),
-        pa.field("rows_read", pa.int64()),
-        pa.field("null_or_empty", pa.int64()),
-        pa.field("matched", pa.int64()),
-        pa.field("unmatched", pa.int64()),
-        pa.field("match_pairs", pa.int64()),
-        pa.field("matcher_builds", pa.int64()),
-        pa.field("task_ms", pa.int64()),
-        pa.field("error", pa.string()),
-    ]
-)
+def merge_bucket(payload: dict, bucket: int, opened: dict | None = None) -> list[dict]:
+    """Gather one bucket's rows from every staged unit, sort them (identity_id, file, row), write its manifest.
 
-
-def _result(rows: dict[str, list], n: int) -> pa.RecordBatch:
-    return pa.RecordBatch.from_arrays(
-        [pa.array(rows[f.name], f.type) if f.name in rows else pa.nulls(n, f.type) for f in RESULT], schema=RESULT
-    )
-
-
-def _write_buckets(bcast, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Write the manifest buckets that landed in this partition (sorted by identity_id, file, row); count per identity.
-
-    An identity's rows all sit in its one bucket, so its unique-URL count is exact here, with no second shuffle.
+    An identity's rows all sit in its one bucket, so its unique-URL count is exact here.
     """
-    payload = bcast.value
-    tables = [pa.Table.from_batches([b]) for b in batches if b.num_rows]
-    if not tables:
-        return
-    t = pa.concat_tables(tables)
-    is_stats = pc.equal(t.column("kind"), "stats")
-    st = t.filter(is_stats)
-    if st.num_rows:
-        cols = ["unit", "file_index", "rows_read", "null_or_empty", "matched", "unmatched", "match_pairs", "matcher_builds", "task_ms", "error"]
-        yield _result({c: st.column(c).to_pylist() for c in cols} | {"kind": ["stats"] * st.num_rows}, st.num_rows)
-    t = t.filter(pc.invert(is_stats))
-    if not t.num_rows or payload.get("dry"):
-        return
+    opened = {} if opened is None else opened
+    parts = []
+    for path, groups in payload["parts"]:
+        rgs = groups.get(bucket)
+        if rgs:
+            if path not in opened:
+                opened[path] = pq.ParquetFile(path)
+            parts.append(opened[path].read_row_groups(rgs, use_threads=False))
+    if not parts:
+        return []
+    t = pa.concat_tables(parts)
+    # Sort on integers: the identity's rank in identity_id order stands in for the string.
+    rank = np.asarray(payload["identity_rank"], np.int64)[t.column("identity_index").to_numpy()]
+    order = np.lexsort((t.column("row_number").to_numpy(), t.column("file_index").to_numpy(), rank))
+    t = t.take(pa.array(order))
     id_ids = pa.array(payload["identity_ids"], pa.string())
     files = pa.array(payload["files"], pa.string())
     t = t.append_column("identity_id", pc.take(id_ids, t.column("identity_index")))
     t = t.append_column("source_file", pc.take(files, t.column("file_index")))
-    t = t.sort_by([("bucket", "ascending"), ("identity_id", "ascending"), ("file_index", "ascending"), ("row_number", "ascending")])
     g = t.group_by("identity_index").aggregate([("row_number", "count"), ("URL", "count_distinct")])
-    yield _result(
-        {
-            "kind": ["count"] * g.num_rows,
-            "identity_index": g.column("identity_index").to_pylist(),
-            "n_captions": g.column("row_number_count").to_pylist(),
-            "n_unique_urls": g.column("URL_count_distinct").to_pylist(),
-        },
-        g.num_rows,
-    )
-    staging = Path(payload["staging"])
-    for b in pc.unique(t.column("bucket")).to_pylist():
-        part = t.filter(pc.equal(t.column("bucket"), b))
-        out = part.select(MANIFEST.names).cast(MANIFEST)
-        path = staging / f"bucket={b:03d}" / "part-00000.parquet"
-        write_parquet(out, path, row_group_size=16384)
-        yield _result({"kind": ["bucket"], "bucket": [b], "n_captions": [out.num_rows], "path": [str(path)]}, 1)
+    rows = [
+        {"kind": "count", "bucket": bucket, "identity_index": i, "n_captions": c, "n_unique_urls": u}
+        for i, c, u in zip(*(g.column(k).to_pylist() for k in ("identity_index", "row_number_count", "URL_count_distinct")))
+    ]
+    path = Path(payload["staging"]) / "manifests" / f"bucket={bucket:03d}" / "part-00000.parquet"
+    write_parquet(t.select(MANIFEST.names).cast(MANIFEST), path, row_group_size=16384)
+    return rows + [{"kind": "bucket", "bucket": bucket, "n_captions": t.num_rows, "path": str(path)}]
+
+
+def _run_tasks(fn, schema: pa.Schema, bcast, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: each input row is a task index; fn(payload, index) -> row dict(s) of `schema`."""
+    payload = bcast.value
+    for b in batches:
+        for i in b.column(0).to_pylist():
+            out = fn(payload, int(i))
+            rows = out if isinstance(out, list) else [out]
+            if rows:
+                yield _batch(schema, rows)
 
 
 # --------------------------------------------------------------------------------------------- driver
-def _units(good: list[dict]) -> tuple[list[str], list[tuple[int, int, int]]]:
-    """Work units: (file index, row group, first row of the group in its file), one Spark task each."""
+#: Upper bound of an automatic scan task: ~5 s of matching per core here, so stragglers stay short.
+AUTO_TASK_ROWS = 1_000_000
+
+
+def task_rows_for(good: list[dict], cores: int, task_rows: int) -> int:
+    """Rows per scan task: the configured number, or (0 = auto) enough tasks for 2 per core, at most AUTO_TASK_ROWS.
+
+    Each Python task costs Spark a fixed ~50-70 ms here (BENCHMARKS.md), so a task per small row group wastes time.
+    """
+    if task_rows:
+        return task_rows
+    total = sum(g["rows"] for g in good)
+    return max(1, min(AUTO_TASK_ROWS, -(-total // max(1, 2 * cores))))
+
+
+def _units(good: list[dict], task_rows: int) -> list[tuple[int, int, int, int, int]]:
+    """Work units, one Spark task each: (file index, first row group, last row group, first row, rows).
+
+    Consecutive row groups of one file are grouped while the unit stays within task_rows (a row group is never split).
+    """
     units = []
-    for fi, info in enumerate(good):
+    for info in good:
         first = 0
+        cur: list | None = None
         for rg, n in enumerate(info["row_groups"]):
-            units.append((fi, rg, first))
+            if cur is not None and cur[4] + n <= task_rows:
+                cur[2], cur[4] = rg, cur[4] + n
+            else:
+                if cur is not None:
+                    units.append(tuple(cur))
+                cur = [info["index"], rg, rg, first, n]
             first += n
-    return [g["file"] for g in good], units
+        if cur is not None:
+            units.append(tuple(cur))
+    return units
 
 
-def _spark_pass(spark, payload: dict) -> list[dict]:
-    """One Spark job: scan every unit, shuffle matches by bucket, write buckets; returns the result rows."""
+def _stage(spark, payload: dict, n_tasks: int, fn, schema: pa.Schema, what: str) -> list[dict]:
+    """One Spark job of n_tasks tasks (one partition each) running fn on the executors; returns their rows."""
     from schemas.spark import to_spark_schema
 
+    if n_tasks == 0:
+        return []
     bcast = spark.sparkContext.broadcast(payload)
     try:
-        n = len(payload["units"])
-        scanned = spark.range(n, numPartitions=n).mapInArrow(functools.partial(_scan_partition, bcast), to_spark_schema(SCAN))
-        parts = max(1, min(payload["buckets"], n * 2))
-        out = scanned.repartition(parts, "bucket").mapInArrow(functools.partial(_write_buckets, bcast), to_spark_schema(RESULT))
-        return out.toArrow().to_pylist()
+        df = spark.range(n_tasks, numPartitions=n_tasks).mapInArrow(
+            functools.partial(_run_tasks, fn, schema, bcast), to_spark_schema(schema)
+        )
+        with spark_progress(spark, what, n_tasks):
+            return df.toArrow().to_pylist()
     finally:
         bcast.destroy()
 
@@ -372,21 +474,26 @@ def run_mine(cfg: MineConfig, spark=None) -> dict:
 
     mapping = COLUMN_MAPPINGS[cfg.columns]
     good, bad = inspect_footers(files, mapping, cfg.skip_bad_files)
-    good_files, units = _units(good)
+
+    # Staged work lives in a folder named after the inputs (files, their sizes and footers) and settings: a killed
+    # run's finished units are reused by the next run with the same ones; anything older is cleared.
+    stage_fp = hashlib.sha256(json.dumps([fp, good], sort_keys=True).encode()).hexdigest()[:16]
+    staging = out / f".mine-staging-{stage_fp}"
+    for leftover in [*out.glob(".mine-staging-*"), *out.glob(".manifests.staging-*")] if out.exists() else []:
+        if leftover != staging or cfg.force:
+            shutil.rmtree(leftover, ignore_errors=True)
 
     from jobs.spark_session import get_spark
 
     own_spark = spark is None
     spark = spark or get_spark(cfg.master, app_name="idia-mine", conf={k: str(v) for k, v in cfg.spark_conf.items()})
     spark_master = spark.sparkContext.master
+    task_rows = task_rows_for(good, spark.sparkContext.defaultParallelism, cfg.task_rows)
+    units = _units(good, task_rows)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, identities.schema) as w:
         w.write_table(identities)
     ident_bytes = sink.getvalue().to_pybytes()
-    # A killed run leaves only its staging folder behind (outputs are swapped in whole): clear it, then redo.
-    for leftover in out.glob(".manifests.staging-*") if out.exists() else []:
-        shutil.rmtree(leftover, ignore_errors=True)
-    staging = out / f".manifests.staging-{uuid.uuid4().hex[:8]}"
     payload = {
         "key": hashlib.sha256(ident_bytes + f"{cfg.match}|{cfg.fuzzy_threshold}|{cfg.buckets}".encode()).hexdigest(),
         "identities": ident_bytes,
@@ -396,54 +503,55 @@ def run_mine(cfg: MineConfig, spark=None) -> dict:
         "buckets": cfg.buckets,
         "columns": cfg.columns,
         "batch_size": cfg.batch_size,
-        "files": good_files,
+        "files": files,
         "units": units,
         "staging": str(staging.resolve()),
     }
-    stats_rows: list[dict] = []
-    count_rows: list[dict] = []
-    bucket_rows: list[dict] = []
+    timings = {}
     try:
-        while units:
-            staging.mkdir(parents=True, exist_ok=True)
-            result = _spark_pass(spark, payload)
-            stats_rows = [r for r in result if r["kind"] == "stats"]
-            # Per-unit errors (a corrupt page in a file whose footer was fine): name the file, or skip it whole.
-            errors = [r for r in stats_rows if r["error"]]
-            if not errors:
-                count_rows = [r for r in result if r["kind"] == "count"]
-                bucket_rows = sorted((r for r in result if r["kind"] == "bucket"), key=lambda r: r["bucket"])
-                break
-            bad_idx = sorted({r["file_index"] for r in errors})
-            first = min(errors, key=lambda r: (r["file_index"], r["unit"]))
-            if not cfg.skip_bad_files:
-                raise InputFileError(
-                    f"{good_files[first['file_index']]}: cannot read: {first['error']}; use --skip-bad-files to skip it"
-                )
-            for fi in bad_idx:
-                reason = next(r["error"] for r in errors if r["file_index"] == fi)
-                bad.append({"file": good_files[fi], "reason": reason})
-            # Rerun without the bad files: their partial manifest rows must not stay behind.
-            shutil.rmtree(staging, ignore_errors=True)
-            good = [g for i, g in enumerate(good) if i not in bad_idx]
-            good_files, units = _units(good)
-            payload.update(files=good_files, units=units)
-            stats_rows = []
-        else:
-            staging.mkdir(parents=True, exist_ok=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        staging.mkdir(parents=True, exist_ok=True)
+        t_stage = time.time()
+        stats_rows = _stage(spark, payload, len(units), scan_unit, UNIT_STATS, "mine: scan")
+        timings["scan_s"] = round(time.time() - t_stage, 3)
+        # Per-unit errors (a corrupt page in a file whose footer was fine): name the file, or skip the file whole.
+        errors = sorted((r for r in stats_rows if r["error"]), key=lambda r: (r["file_index"], r["unit"]))
+        if errors and not cfg.skip_bad_files:
+            raise InputFileError(
+                f"{files[errors[0]['file_index']]}: cannot read: {errors[0]['error']}; use --skip-bad-files to skip it"
+            )
+        bad_idx = {r["file_index"] for r in errors}
+        for fi in sorted(bad_idx):
+            bad.append({"file": files[fi], "reason": next(r["error"] for r in errors if r["file_index"] == fi)})
+        good = [g for g in good if g["index"] not in bad_idx]
+        stats_rows = [r for r in stats_rows if r["file_index"] not in bad_idx]
+        parts = sorted(
+            (r["path"], {int(b): rgs for b, rgs in json.loads(r["bucket_row_groups"]).items()})
+            for r in stats_rows if r["path"]
+        )
+        (staging / "manifests").mkdir(exist_ok=True)
+        t_stage = time.time()
+        merge_tasks = min(cfg.buckets, spark.sparkContext.defaultParallelism) if parts else 0
+        ids = payload["identity_ids"]
+        rank = np.empty(len(ids), np.int64)
+        rank[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
+        merged = _stage(
+            spark,
+            {**payload, "units": None, "identities": None, "parts": parts, "merge_tasks": merge_tasks,
+             "identity_rank": rank.tolist()},
+            merge_tasks, merge_buckets, MERGED, "mine: merge",
+        )
+        timings["merge_s"] = round(time.time() - t_stage, 3)
     finally:
         if own_spark and os.environ.get("IDIA_KEEP_SPARK") != "1":
             spark.stop()
+    count_rows = [r for r in merged if r["kind"] == "count"]
+    bucket_rows = sorted((r for r in merged if r["kind"] == "bucket"), key=lambda r: r["bucket"])
 
     # ---- accounting: every row of every good file is read once, and rows = null/empty + unmatched + matched
     per_file: dict[str, dict] = {}
     for r in stats_rows:
-        url = good_files[r["file_index"]]
-        d = per_file.setdefault(url, Stats())
-        d.update({k: int(r[k]) for k in ("rows_read", "null_or_empty", "matched", "unmatched", "match_pairs", "matcher_builds", "task_ms")})
+        d = per_file.setdefault(files[r["file_index"]], Stats())
+        d.update({k: int(r[k]) for k in _COUNTERS})
     for info in good:
         d = per_file.setdefault(info["file"], Stats())
         if d["rows_read"] != info["rows"]:
@@ -477,7 +585,7 @@ def run_mine(cfg: MineConfig, spark=None) -> dict:
     old = out / f".manifests.old-{uuid.uuid4().hex[:8]}"
     if final.exists():
         os.replace(final, old)
-    os.replace(staging, final)
+    os.replace(staging / "manifests", final)
     shutil.rmtree(old, ignore_errors=True)
     write_parquet(counts, out / "counts.parquet")
     write_parquet(identities.replace_schema_metadata(None), out / "identities.parquet")
@@ -507,12 +615,15 @@ def run_mine(cfg: MineConfig, spark=None) -> dict:
         "match_mode": cfg.match,
         "spark_master": spark_master,
         "work_units": len(units),
+        "task_rows": task_rows,
+        "stage_s": timings,
         "wall_s": round(time.time() - t0, 3),
         "config": resolved,
     }
     check_sum(files and len(files) or 0, {"read": len(per_file), "skipped": len(bad)}, "input files")
     write_json(stats, out / "stats.json")
     mark_done(out, "mine", {"fingerprint": fp})
+    shutil.rmtree(staging, ignore_errors=True)
     return stats
 
 
@@ -530,7 +641,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--buckets", type=int, default=d.buckets, help="manifest buckets (hash of identity_id)")
     p.add_argument("--master", default=None, help="Spark master URL (default $SPARK_MASTER or local[*])")
     p.add_argument("--skip-bad-files", action="store_true", help="skip corrupt/truncated parquet files and list them in stats")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="rows per record batch read by a task")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="rows per record batch read by a task (bounds its memory)")
+    p.add_argument("--task-rows", type=int, default=d.task_rows,
+                   help="rows per scan task, whole row groups of one file (0 = auto: 2 tasks per core, at most 1,000,000 rows)")
     p.add_argument("--force", action="store_true", help="recompute even if OUT holds a finished run with the same inputs")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting (repeatable)")
 
@@ -555,6 +668,7 @@ def config_from_args(args: argparse.Namespace) -> MineConfig:
         master=args.master,
         skip_bad_files=args.skip_bad_files,
         batch_size=args.batch_size,
+        task_rows=args.task_rows,
         force=args.force,
         spark_conf=conf,
     )

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import threading
+import uuid
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -82,3 +85,52 @@ def get_spark(master: str | None = None, app_name: str = "idia", conf: dict[str,
             spark.sparkContext.addPyFile(zpath)
             spark.sparkContext._idia_shipped = {zpath}
     return spark
+
+
+@contextmanager
+def spark_progress(spark, desc: str, total: int, every_s: float = 0.5):
+    """A progress bar (tasks done of `total`) for the Spark jobs run inside the block, polled from the status tracker.
+
+    The bar shows on a terminal only (tqdm's disable=None); the jobs get a job group so the Spark UI names them.
+    """
+    from tqdm import tqdm
+
+    sc = spark.sparkContext
+    group = f"idia-{uuid.uuid4().hex[:8]}"
+    sc.setJobGroup(group, desc)
+    bar = tqdm(total=total, desc=desc, unit="task", disable=None)
+    stop = threading.Event()
+
+    def done_tasks() -> int:
+        tracker = sc.statusTracker()
+        n = 0
+        for jid in tracker.getJobIdsForGroup(group):
+            info = tracker.getJobInfo(jid)
+            for sid in info.stageIds if info else ():
+                stage = tracker.getStageInfo(sid)
+                n += stage.numCompletedTasks if stage else 0
+        return min(n, total)
+
+    def poll() -> None:
+        while not stop.wait(every_s):
+            try:
+                bar.update(done_tasks() - bar.n)
+            except Exception:  # the context is stopping: the bar just stops moving
+                return
+
+    thread = threading.Thread(target=poll, name="spark-progress", daemon=True)
+    thread.start()
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        stop.set()
+        thread.join()
+        if ok:
+            bar.update(total - bar.n)
+        bar.close()
+        try:
+            sc._jsc.clearJobGroup()
+        except Exception:
+            pass

@@ -64,8 +64,8 @@ def check_outputs(out: Path, summary: dict, mode: str) -> dict:
 
 def test_normalized_counts_exact(spark_local, sample, tmp_path):
     sample_dir, summary = sample
-    stats = run_mine(cfg(sample_dir, tmp_path / "out"), spark=spark_local)
-    assert stats["work_units"] == 9  # 3 files x 3 row groups
+    stats = run_mine(cfg(sample_dir, tmp_path / "out", task_rows=500), spark=spark_local)
+    assert stats["work_units"] == 9  # 3 files x 3 row groups of 500 rows, one task each
     # The automaton is built at most once per Python worker (2 in local[2]), not once per task.
     assert stats["totals"]["matcher_builds"] <= 2
     check_outputs(tmp_path / "out", summary, "normalized")

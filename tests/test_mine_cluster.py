@@ -23,7 +23,7 @@ def test_mine_on_standalone_cluster_matches_expected(spark_cluster, spark_on_clu
     sample_dir, summary = sample
     assert spark_on_cluster.sparkContext.master == spark_cluster.url
     stats = run_mine(
-        MineConfig(shards=[str(sample_dir / "shards" / "*.parquet")], names=str(sample_dir / "names.csv"), out=str(tmp_path / "out"), buckets=4),
+        MineConfig(shards=[str(sample_dir / "shards" / "*.parquet")], names=str(sample_dir / "names.csv"), out=str(tmp_path / "out"), buckets=4, task_rows=500),
         spark=spark_on_cluster,
     )
     got = {r["identity_id"]: [r["n_captions"], r["n_unique_urls"]] for r in pq.read_table(tmp_path / "out" / "counts.parquet").to_pylist()}
