@@ -9,6 +9,8 @@ in_eval_subset: member or non_member with count < member_max (the study evaluate
 
 from __future__ import annotations
 
+import csv
+import io
 import zlib
 from pathlib import Path
 
@@ -40,27 +42,30 @@ def build_identity_list(counts: pa.Table, member_min: int = 1, member_max: int =
     """From a COUNTS-like table (identity_id, name, n_captions) in names-file order -> IDENTITY_LIST."""
     if member_min < 1:
         raise ValueError("member_min must be >= 1 (count 0 is always non-member)")
-    ids = counts.column("identity_id").to_pylist()
-    names = counts.column("name").to_pylist()
-    n = [int(x) for x in counts.column("n_captions").to_pylist()]
-    mem = [membership(c, member_min) for c in n]
+    n = counts.column("n_captions").to_numpy().astype(np.int64)
+    mem = np.where(n == 0, "non_member", np.where(n >= member_min, "member", "excluded"))
+    labels = np.array([bin_label(lo) for lo in BIN_EDGES])  # one label per bin, the last open-ended
+    bins = labels[np.searchsorted(np.asarray(BIN_EDGES), n, side="right") - 1]
     return pa.Table.from_arrays(
         [
-            pa.array(ids, pa.string()),
-            pa.array(names, pa.string()),
+            counts.column("identity_id").cast(pa.string()),
+            counts.column("name").cast(pa.string()),
             pa.array(n, pa.int64()),
-            pa.array(mem, pa.string()),
-            pa.array([bin_label(c) for c in n], pa.string()),
-            pa.array([m != "excluded" and c < member_max for m, c in zip(mem, n)], pa.bool_()),
+            pa.array(mem.tolist(), pa.string()),
+            pa.array(bins.tolist(), pa.string()),
+            pa.array((mem != "excluded") & (n < member_max), pa.bool_()),
         ],
         schema=IDENTITY_LIST,
     )
 
 
 def _csv(table: pa.Table) -> str:
-    import pandas as pd  # noqa: F401  (pyarrow's to_pandas needs it)
-
-    return table.to_pandas().to_csv(index=False, lineterminator="\n")
+    """CSV with a plain header, quotes only where needed, booleans as True/False (what pandas' to_csv wrote)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(table.column_names)
+    w.writerows(zip(*(table.column(c).to_pylist() for c in table.column_names)))
+    return buf.getvalue()
 
 
 def write_identity_lists(lists: pa.Table, folder: str | Path) -> dict[str, int]:

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 from rapidfuzz import fuzz
 
-from idia.normalize import normalize_array, normalize_text
+from idia.normalize import normalize_array
 
 MODES = ("normalized", "paper", "fuzzy")
 
@@ -69,16 +69,19 @@ class Matcher:
         self.n_identities = identities.num_rows
         names = identities.column("name").to_pylist()
         aliases = identities.column("aliases").to_pylist()
+        raws = [(i, raw) for i, (name, al) in enumerate(zip(names, aliases)) for raw in [name, *(al or [])]]
+        if mode == "paper":
+            keys = [raw for _, raw in raws]
+        else:  # the same vectorised normalisation the captions get
+            keys = normalize_array(pa.array([raw for _, raw in raws], pa.string())).to_pylist()
         keyed: dict[str, _Pattern] = {}
-        for i, (name, al) in enumerate(zip(names, aliases)):
-            for raw in [name, *(al or [])]:
-                key = raw if mode == "paper" else normalize_text(raw)
-                if not key:
-                    continue
-                p = keyed.setdefault(key, _Pattern([], []))
-                if i not in p.identities:  # the name comes first, so it wins over an alias with the same key
-                    p.identities.append(i)
-                    p.aliases.append(raw)
+        for (i, raw), key in zip(raws, keys):
+            if not key:
+                continue
+            p = keyed.setdefault(key, _Pattern([], []))
+            if i not in p.identities:  # the name comes first, so it wins over an alias with the same key
+                p.identities.append(i)
+                p.aliases.append(raw)
         self.keys = list(keyed)
         self.patterns = [keyed[k] for k in self.keys]
         if mode == "fuzzy":

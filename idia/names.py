@@ -44,6 +44,10 @@ from schemas import IDENTITIES
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_NAME_CHARS = 256
 _WS_RE = re.compile(r"\s+")
+# ASCII characters of category Cc that are not whitespace: what normalize_name rejects, found by one regex search.
+_ASCII_BAD_RE = re.compile(
+    "[" + "".join(re.escape(chr(c)) for c in range(128) if unicodedata.category(chr(c)) == "Cc" and not chr(c).isspace()) + "]"
+)
 _SEX = {"m": "m", "male": "m", "f": "f", "female": "f"}
 
 
@@ -64,7 +68,12 @@ def decode_utf8(data: bytes, where: str) -> str:
 
 def normalize_name(raw: str, where: str, line: int, what: str = "name") -> str:
     """NFC + whitespace collapse; reject invisible format/control characters. Returns '' for blank."""
-    for ch in raw:
+    if raw.isascii():  # fast path (most names): the only invisible ASCII characters are the non-space controls
+        bad = _ASCII_BAD_RE.search(raw)
+        check = raw[bad.start()] if bad else ""
+    else:
+        check = raw
+    for ch in check:
         cat = unicodedata.category(ch)
         if cat == "Cf" or (cat == "Cc" and not ch.isspace()):
             raise InputFileError(
@@ -76,7 +85,7 @@ def normalize_name(raw: str, where: str, line: int, what: str = "name") -> str:
         return ""
     if len(text) > MAX_NAME_CHARS:
         raise InputFileError(f"{where}: line {line}: {what} is {len(text)} characters long (max {MAX_NAME_CHARS})")
-    if not any(ch.isalnum() for ch in text):
+    if not any(map(str.isalnum, text)):
         raise InputFileError(f"{where}: line {line}: {what} {text!r} has no letter or digit")
     return text
 

@@ -175,3 +175,46 @@ def test_lowercase_layout_and_fuzzy(spark_local, sample, tmp_path):
     assert all(fz[k] >= v[0] for k, v in summary["expected"]["normalized"].items())
     scores = pa.concat_tables(pq.read_table(p) for p in (tmp_path / "fz" / "manifests").glob("*/*.parquet")).column("match_score")
     assert min(scores.to_pylist()) >= 92
+
+
+def test_units_group_whole_row_groups_of_one_file():
+    from jobs.mine import _units, task_rows_for
+
+    good = [{"index": 0, "rows": 1300, "row_groups": [500, 500, 300]}, {"index": 2, "rows": 700, "row_groups": [700]}]
+    assert _units(good, 1000) == [(0, 0, 1, 0, 1000), (0, 2, 2, 1000, 300), (2, 0, 0, 0, 700)]
+    assert _units(good, 1) == [(0, 0, 0, 0, 500), (0, 1, 1, 500, 500), (0, 2, 2, 1000, 300), (2, 0, 0, 0, 700)]
+    assert _units(good, 10**9) == [(0, 0, 2, 0, 1300), (2, 0, 0, 0, 700)]  # never across files
+    # auto: two tasks per core, capped; an explicit size wins.
+    assert task_rows_for(good, cores=2, task_rows=0) == 500
+    assert task_rows_for([{"rows": 10**10}], cores=2, task_rows=0) == 1_000_000
+    assert task_rows_for(good, cores=2, task_rows=123) == 123
+
+
+def test_killed_run_resumes_finished_units(spark_local, tmp_path):
+    """Kill a run mid-scan (by PID, its whole process group), rerun: finished units are reused, results exact."""
+    import os
+    import signal
+    import time
+
+    summary = generate(SampleConfig(out=str(tmp_path / "s"), shards=6, rows_per_shard=5000, names=30, seed=5, row_group_size=500))
+    out = tmp_path / "out"
+    args = ["--shards", str(tmp_path / "s" / "shards"), "--names", str(tmp_path / "s" / "names.csv"), "--out", str(out),
+            "--buckets", "4", "--task-rows", "500"]
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "mine", *args, "--master", "local[1]"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while len(list(out.glob(".mine-staging-*/units/*.json"))) < 3:
+            assert proc.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver, its JVM and Python workers: all in the group started here
+        proc.wait()
+    done = len(list(out.glob(".mine-staging-*/units/*.json")))
+    assert 3 <= done < 60 and not (out / "stats.json").exists()
+    stats = run_mine(MineConfig(shards=[str(tmp_path / "s" / "shards")], names=str(tmp_path / "s" / "names.csv"),
+                                out=str(out), buckets=4, task_rows=500), spark=spark_local)
+    assert stats["work_units"] == 60 and stats["totals"]["units_resumed"] >= done
+    counts = {r["identity_id"]: [r["n_captions"], r["n_unique_urls"]] for r in pq.read_table(out / "counts.parquet").to_pylist()}
+    assert counts == summary["expected"]["normalized"]
+    assert stats["totals"]["rows_read"] == 30_000 and not list(out.glob(".mine-staging-*"))
