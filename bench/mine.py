@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 LAION_CAPTIONS = 413_000_000
@@ -58,8 +58,6 @@ warnings.filterwarnings("ignore", message="This pattern is interpreted as a regu
 
 def pandas_study(files: list[Path], names: Path, sample_rows: int) -> tuple[float, int, int]:
     """The study's method on a subsample: df.TEXT.str.contains(name) once per name (regex, case-sensitive)."""
-    import pandas as pd
-
     from idia.names import read_names
 
     df = pq.read_table(files[0], columns=["TEXT"]).slice(0, sample_rows).to_pandas()
@@ -69,6 +67,25 @@ def pandas_study(files: list[Path], names: Path, sample_rows: int) -> tuple[floa
     for name in nm:
         hits += int(df["TEXT"].str.contains(name, na=False).sum())  # the study's call, regex and all
     return time.perf_counter() - t0, len(df), hits
+
+
+def spark_rlike_subprocess(files: list[Path], names: Path, sample_rows: int) -> tuple[float, int, int]:
+    """spark_rlike in a fresh process whose JVM keeps its full JIT (the job's local sessions run C1 only)."""
+    r = subprocess.run(
+        [sys.executable, "-m", "bench.mine", "--rlike-only", json.dumps([[str(f) for f in files], str(names), sample_rows])],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent,
+    )
+    return tuple(json.loads(r.stdout.strip().splitlines()[-1]))
+
+
+def rlike_only(spec: str) -> int:
+    from jobs.spark_session import get_spark
+
+    files, names, sample_rows = json.loads(spec)
+    spark = get_spark("local[2]", app_name="idia-bench-rlike", conf={"spark.driver.extraJavaOptions": "-XX:+TieredCompilation"})
+    print(json.dumps(spark_rlike(spark, [Path(f) for f in files], Path(names), sample_rows)))
+    spark.stop()
+    return 0
 
 
 def spark_rlike(spark, files: list[Path], names: Path, sample_rows: int) -> tuple[float, int, int]:
@@ -89,7 +106,7 @@ def spark_rlike(spark, files: list[Path], names: Path, sample_rows: int) -> tupl
 
 
 MEM_SCRIPT = r"""
-import resource, sys, json, tempfile
+import sys, json, tempfile
 from jobs.mine import scan_unit, _matcher, _units
 import pyarrow as pa, pyarrow.parquet as pq
 from idia.names import read_names
@@ -107,9 +124,11 @@ payload = dict(key="k", identities=sink.getvalue().to_pybytes(), identity_ids=id
                mode="normalized", threshold=90.0, buckets=16, columns="laion400m", batch_size=batch, files=files,
                units=units, staging=tempfile.mkdtemp(prefix="idia-bench-mem-"))
 _matcher(payload)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 rows = sum(scan_unit(payload, u)["rows_read"] for u in range(len(units)))
-print(json.dumps({"rows": rows, "base_kb": base, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+# VmHWM, not ru_maxrss: after fork + exec Linux keeps the parent's maxrss in ru_maxrss, VmHWM starts afresh.
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"rows": rows, "base_kb": base, "peak_kb": hwm,
                   "arrow_peak_mb": pa.default_memory_pool().max_memory() / 2**20}))
 """
 
@@ -131,9 +150,23 @@ def main() -> int:
     ap.add_argument("--pandas-rows", type=int, default=20_000, help="subsample for the pandas baseline")
     ap.add_argument("--rlike-rows", type=int, default=50_000, help="subsample for rlike at 1k names (/10 at 10k)")
     ap.add_argument("--seed", type=int, default=1, help="data seed")
-    ap.add_argument("--repeats", type=int, default=3, help="runs of floor and job per name count (best kept)")
+    ap.add_argument("--repeats", type=int, default=5, help="back-to-back floor + job pairs per name count (medians kept)")
+    ap.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra setting for the job's Spark session, e.g. spark.driver.extraJavaOptions=-XX:+TieredCompilation")
+    ap.add_argument("--name-sizes", type=int, nargs="+", default=list(NAME_SIZES), help="names-list sizes to run")
+    ap.add_argument("--memory-only", action="store_true", help="only measure the executor's memory (data from an earlier run)")
+    ap.add_argument("--rlike-only", default=None, help=argparse.SUPPRESS)  # internal: the rlike baseline's own process
     args = ap.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if args.rlike_only:
+        return rlike_only(args.rlike_only)
+    if args.memory_only:  # only the executor memory measurement, on the data already generated in --out
+        files = sorted((Path(args.out) / "data" / "shards").glob("*.parquet"))
+        names = Path(args.out) / "names_1000.csv"
+        mem = {b: executor_memory(files[:1], names, b) for b in (8192, 65536)}
+        mem["all_files_8192"] = executor_memory(files, names, 8192)
+        print(json.dumps(mem))
+        return 0
     os.environ["IDIA_KEEP_SPARK"] = "1"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -145,36 +178,45 @@ def main() -> int:
                               caption_pool=50_000, expected=False, seed=args.seed))
     files = sorted((data / "shards").glob("*.parquet"))
     total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    names = {n: write_names(n, out / f"names_{n}.csv", args.seed) for n in NAME_SIZES}
-    res: dict = {"captions": total, "files": len(files), "cores_spark": 2, "rows": {}}
+    names = {n: write_names(n, out / f"names_{n}.csv", args.seed) for n in sorted({1000, *args.name_sizes})}
+    conf = dict(kv.split("=", 1) for kv in args.spark_conf)
+    res: dict = {"captions": total, "files": len(files), "cores_spark": 2, "spark_conf": conf, "rows": {}}
 
     from jobs.mine import MineConfig, run_mine
     from jobs.spark_session import get_spark
 
-    spark = get_spark("local[2]", app_name="idia-bench")
+    spark = get_spark("local[2]", app_name="idia-bench", conf=conf)
     run_mine(MineConfig(shards=[str(files[0])], names=str(names[1000]), out=str(out / "warm"), force=True), spark=spark)
-    for n in NAME_SIZES:
+    for n in args.name_sizes:
         r: dict = {}
-        # The machine is shared: floor and job run back to back, --repeats times each, the best of each kept.
+        # The machine is shared: floor and job run back to back, --repeats times.
         fl, jb = [], []
         for _rep in range(args.repeats):
             fl.append(floor(files, names[n]))
             t0 = time.perf_counter()
             st = run_mine(MineConfig(shards=[str(f) for f in files], names=str(names[n]), out=str(out / f"job_{n}"), force=True), spark=spark)
             jb.append((time.perf_counter() - t0, st))
-        dt, rows, hits = min(fl)
-        r["floor"] = {"s": dt, "rows": rows, "per_core": rows / dt, "matches": hits, "all_s": [x[0] for x in fl]}
-        dt, st = min(jb, key=lambda x: x[0])
-        assert st["totals"]["match_pairs"] == hits, (st["totals"]["match_pairs"], hits)
-        r["job"] = {"s": dt, "rows": st["totals"]["rows_read"], "per_core": st["totals"]["rows_read"] / dt / 2,
-                    "task_s": st["totals"]["task_ms"] / 1000, "all_s": [x[0] for x in jb], "stage_s": st["stage_s"],
-                    "tasks": st["work_units"]}
+        # Each floor run and the job run right after it saw the same machine: their ratio is the figure kept
+        # (median over the pairs); rates are medians too.
+        rows, hits = fl[0][1], fl[0][2]
+        st = jb[0][1]
+        for (_f, _r, h), (_j, s) in zip(fl, jb):
+            assert s["totals"]["match_pairs"] == h == hits, (s["totals"]["match_pairs"], h, hits)
+        ratios = [f[0] / (2 * j[0]) for f, j in zip(fl, jb)]
+        r["floor"] = {"s": statistics.median(f[0] for f in fl), "rows": rows, "matches": hits, "all_s": [f[0] for f in fl]}
+        r["floor"]["per_core"] = rows / r["floor"]["s"]
+        best = min(jb, key=lambda x: x[0])[1]
+        r["job"] = {"s": statistics.median(j[0] for j in jb), "rows": st["totals"]["rows_read"],
+                    "task_s": best["totals"]["task_ms"] / 1000, "all_s": [j[0] for j in jb], "stage_s": best["stage_s"],
+                    "best_s": min(j[0] for j in jb), "tasks": st["work_units"]}
+        r["job"]["per_core"] = rows / r["job"]["s"] / 2
+        r["ratio"] = {"median": statistics.median(ratios), "all": ratios}
         if n == 1000:
             dt, rows, hits = pandas_study(files, names[n], args.pandas_rows)
             r["pandas"] = {"s": dt, "rows": rows, "per_core": rows / dt, "note": f"{rows} captions subsample"}
         if n <= 10_000:
             sub = args.rlike_rows if n == 1000 else args.rlike_rows // 10
-            dt, rows, hits = spark_rlike(spark, files, names[n], sub)
+            dt, rows, hits = spark_rlike_subprocess(files, names[n], sub)
             r["rlike"] = {"s": dt, "rows": rows, "per_core": rows / dt / 2, "note": f"{rows} captions subsample"}
         res["rows"][n] = r
         print(n, json.dumps(r), flush=True)
@@ -194,9 +236,14 @@ def render(res: dict) -> str:
     f1, j1 = R[1000]["floor"]["per_core"], R[1000]["job"]["per_core"]
     lines = [
         f"Command: `.venv/bin/python -m bench.mine` ({res['captions']:,} generated captions in {res['files']} shards, "
-        "`normalized` mode; Spark `local[2]`, per-core = rate / 2; floor and pandas on one core).",
+        "`normalized` mode; Spark `local[2]`, per-core = rate / 2; floor and pandas on one core; the job's session "
+        f"with the project's local defaults{' plus ' + str(res.get('spark_conf')) if res.get('spark_conf') else ''}, "
+        "rlike in its own session with the JVM's full JIT).",
         "",
-        "| names | floor (1 proc) capt/s/core | Spark job capt/s/core | job / floor | pandas str.contains capt/s/core | Spark rlike capt/s/core | job / pandas |",
+        f"Per-core rates are medians of {len(R[1000]['ratio']['all'])} runs; job / floor is the median of the ratios of "
+        "back-to-back pairs (floor run, then job run), with their range.",
+        "",
+        "| names | floor (1 proc) capt/s/core | Spark job capt/s/core | job / floor (range) | pandas str.contains capt/s/core | Spark rlike capt/s/core | job / pandas |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     pandas_per_name = R[1000]["pandas"]["s"] / R[1000]["pandas"]["rows"] / 1000  # seconds per caption per name
@@ -206,16 +253,17 @@ def render(res: dict) -> str:
         pd_note = "" if int(n) == 1000 else " (extrap.)"
         rl = f"{r['rlike']['per_core']:,.0f}" if "rlike" in r else "not run (regex too large)"
         lines.append(
-            f"| {int(n):,} | {fl:,.0f} | {jb:,.0f} | {jb / fl:.2f} | {pd_rate:,.0f}{pd_note} | {rl} | {jb / pd_rate:,.0f}x |"
+            f"| {int(n):,} | {fl:,.0f} | {jb:,.0f} | {r['ratio']['median']:.2f} ({min(r['ratio']['all']):.2f}-"
+            f"{max(r['ratio']['all']):.2f}) | {pd_rate:,.0f}{pd_note} | {rl} | {jb / pd_rate:,.0f}x |"
         )
-    j100 = R[100000]["job"]["per_core"] if 100000 in R else R["100000"]["job"]["per_core"]
-    lines += [
-        "",
-        f"- 100k names vs 1k names (job time per caption): {j1 / j100:.2f}x; floor: "
-        f"{f1 / R[100000]['floor']['per_core']:.2f}x.",
+    lines.append("")
+    if 100000 in R:
+        lines.append(f"- 100k names vs 1k names (job time per caption): {j1 / R[100000]['job']['per_core']:.2f}x; floor: "
+                     f"{f1 / R[100000]['floor']['per_core']:.2f}x.")
+    lines.append(
         f"- pandas measured on {R[1000]['pandas']['rows']:,} captions x 1,000 names; rlike on {R[1000]['rlike']['rows']:,} "
-        f"(1k names) and {R[10000]['rlike']['rows']:,} (10k names) captions.",
-    ]
+        "(1k names)" + (f" and {R[10000]['rlike']['rows']:,} (10k names)" if 10000 in R else "") + " captions."
+    )
     m = res["memory"]
     lines.append(
         f"- Executor code path (jobs.mine.scan_unit) in a fresh process, peak Arrow memory (pool high-water mark) / "
@@ -225,12 +273,12 @@ def render(res: dict) -> str:
         f"{m['all_files_8192']['arrow_peak_mb']:.0f} MiB / {m['all_files_8192']['peak_kb'] / 1024:.0f} MiB."
     )
     lines.append(
-        "- Where the job's time goes (best run): time inside the Python scan tasks (read + normalise + match + stage,"
+        "- Where the job's time goes (fastest job run): time inside the Python scan tasks (read + normalise + match + stage,"
         " summed over tasks), the scan and merge stages' wall time, the whole job's wall time on 2 cores: "
         + "; ".join(
             f"{int(n):,} names: {r['job'].get('tasks', '?')} scan tasks, {r['job']['task_s']:.1f} s in tasks, scan "
             f"{r['job'].get('stage_s', {}).get('scan_s', float('nan')):.1f} s + merge "
-            f"{r['job'].get('stage_s', {}).get('merge_s', float('nan')):.1f} s, {r['job']['s']:.1f} s wall"
+            f"{r['job'].get('stage_s', {}).get('merge_s', float('nan')):.1f} s, {r['job'].get('best_s', r['job']['s']):.1f} s wall"
             for n, r in R.items()
         )
         + "."

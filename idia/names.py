@@ -48,6 +48,7 @@ _WS_RE = re.compile(r"\s+")
 _ASCII_BAD_RE = re.compile(
     "[" + "".join(re.escape(chr(c)) for c in range(128) if unicodedata.category(chr(c)) == "Cc" and not chr(c).isspace()) + "]"
 )
+_ASCII_ALNUM_RE = re.compile(r"[A-Za-z0-9]")
 _SEX = {"m": "m", "male": "m", "f": "f", "female": "f"}
 
 
@@ -68,12 +69,17 @@ def decode_utf8(data: bytes, where: str) -> str:
 
 def normalize_name(raw: str, where: str, line: int, what: str = "name") -> str:
     """NFC + whitespace collapse; reject invisible format/control characters. Returns '' for blank."""
-    if raw.isascii():  # fast path (most names): the only invisible ASCII characters are the non-space controls
-        bad = _ASCII_BAD_RE.search(raw)
-        check = raw[bad.start()] if bad else ""
-    else:
-        check = raw
-    for ch in check:
+    if not raw:
+        return ""
+    if raw.isascii() and not _ASCII_BAD_RE.search(raw):
+        # Fast path (most names): NFC leaves ASCII as it is, and str.split() splits on exactly what \s+ matches.
+        text = " ".join(raw.split())
+        if len(text) > MAX_NAME_CHARS:
+            raise InputFileError(f"{where}: line {line}: {what} is {len(text)} characters long (max {MAX_NAME_CHARS})")
+        if text and not _ASCII_ALNUM_RE.search(text):
+            raise InputFileError(f"{where}: line {line}: {what} {text!r} has no letter or digit")
+        return text
+    for ch in raw:
         cat = unicodedata.category(ch)
         if cat == "Cf" or (cat == "Cc" and not ch.isspace()):
             raise InputFileError(
@@ -106,6 +112,46 @@ def _is_csv_header(line: str) -> bool:
     return len(fields) >= 2 and "name" in [f.strip() for f in fields]
 
 
+def _simple_csv_rows(lines: list[str], first: int) -> tuple[list, int, int] | None:
+    """Fast path for the common names CSV: ASCII, no quotes, no control characters, every field valid.
+
+    Returns the same rows the general path builds, or None whenever anything would need its per-field checks
+    (which then find and report the problem with its line number). Without quotes a record is one line and
+    csv's fields are line.split(",").
+    """
+    body = lines[first + 1 :]
+    joined = "\n".join(body)
+    if not joined.isascii() or '"' in joined or _ASCII_BAD_RE.search(joined):
+        return None
+    header = [h.strip() for h in lines[first].split(",")]
+    col = {h: i for i, h in reversed(list(enumerate(header)))}
+    width = len(header)
+    fields = [ln.split(",") for ln in body]
+    blank = [not "".join(f).strip() for f in fields]
+    keep = [f for f, b in zip(fields, blank) if not b]
+    if any(len(f) != width for f in keep):
+        return None  # ragged rows: the general path reads them field by field
+    line_of = [first + 2 + k for k, b in enumerate(blank) if not b]
+
+    def column(name: str) -> list[str]:
+        i = col.get(name)
+        return [f[i] for f in keep] if i is not None else [""] * len(keep)
+
+    names = [" ".join(x.split()) for x in column("name")]
+    if not all(names) or any(len(x) > MAX_NAME_CHARS for x in names) or not all(map(_ASCII_ALNUM_RE.search, names)):
+        return None
+    alias_raw = column("aliases")
+    aliases = [[" ".join(a.split()) for a in x.split("|")] if x else [] for x in alias_raw]
+    if any(len(a) > MAX_NAME_CHARS or (a and not _ASCII_ALNUM_RE.search(a)) for al in aliases for a in al):
+        return None
+    sexes = [x.strip().lower() for x in column("sex")]
+    if any(x and x not in _SEX for x in sexes):
+        return None
+    ids = [x.strip() or None for x in column("identity_id")]
+    rows = [(ln, rid, nm, [a for a in al], _SEX.get(sx)) for ln, rid, nm, al, sx in zip(line_of, ids, names, aliases, sexes)]
+    return rows, len(body), sum(blank)
+
+
 def parse_names(path: str | Path) -> tuple[pa.Table, Stats]:
     """Parse a names file; returns the IDENTITIES table and stats (lines, blank_lines, identities, aliases)."""
     path = Path(path)
@@ -129,33 +175,40 @@ def parse_names(path: str | Path) -> tuple[pa.Table, Stats]:
     if first is None:
         raise InputFileError(f"{where}: names file is empty")
     stats["blank_lines"] += first
-    if _is_csv_header(lines[first]):
+    if _is_csv_header(lines[first]) and (fast := _simple_csv_rows(lines, first)) is not None:
+        rows, n_lines, n_blank = fast
+        stats["lines"] += first + 1 + n_lines
+        stats["blank_lines"] += n_blank
+    elif _is_csv_header(lines[first]):
         reader = csv.reader(io.StringIO("\n".join(lines[first:]) + "\n"))
         header = [h.strip() for h in next(reader)]
         col = {h: i for i, h in reversed(list(enumerate(header)))}
+        absent = 1 << 30  # an index no row reaches: the column reads as ""
+        i_name, i_id, i_al, i_sex = (col.get(c, absent) for c in ("name", "identity_id", "aliases", "sex"))
         stats["lines"] += first + 1
         prev_end = 1  # reader.line_num after the header, relative to `first`
+        n_lines = n_blank = 0
         for fields in reader:
             line = first + prev_end + 1  # first physical line of this record
             prev_end = reader.line_num
-            stats["lines"] += 1
-            if not any(f.strip() for f in fields):
-                stats["blank_lines"] += 1
+            n_lines += 1
+            if not "".join(fields).strip():
+                n_blank += 1
                 continue
 
-            def get(name: str) -> str:
-                i = col.get(name)
-                return fields[i] if i is not None and i < len(fields) else ""
-
-            name = normalize_name(get("name"), where, line)
+            nf = len(fields)
+            name = normalize_name(fields[i_name] if i_name < nf else "", where, line)
             if not name:
                 raise InputFileError(f"{where}: line {line}: empty name")
-            rid = get("identity_id").strip() or None
-            aliases = [normalize_name(a, where, line, "alias") for a in get("aliases").split("|")]
-            sex_raw = get("sex").strip().lower()
+            rid = (fields[i_id].strip() if i_id < nf else "") or None
+            al_raw = fields[i_al] if i_al < nf else ""
+            aliases = [normalize_name(a, where, line, "alias") for a in al_raw.split("|")] if al_raw else []
+            sex_raw = fields[i_sex].strip().lower() if i_sex < nf else ""
             if sex_raw and sex_raw not in _SEX:
                 raise InputFileError(f"{where}: line {line}: sex must be m/f/male/female or empty, got {sex_raw!r}")
             rows.append((line, rid, name, aliases, _SEX.get(sex_raw)))
+        stats["lines"] += n_lines
+        stats["blank_lines"] += n_blank
     else:
         for i, raw in enumerate(lines):
             stats["lines"] += 1

@@ -208,10 +208,6 @@ def _matcher(payload: dict, st: Stats | None = None) -> tuple:
     return hit
 
 
-def _batch(schema: pa.Schema, rows: list[dict]) -> pa.RecordBatch:
-    return pa.RecordBatch.from_pylist(rows, schema=schema)
-
-
 def unit_name(file_index: int, rg0: int, rg1: int) -> str:
     return f"u{file_index:06d}-rg{rg0:06d}-{rg1:06d}"
 
@@ -386,15 +382,12 @@ def merge_bucket(payload: dict, bucket: int, opened: dict | None = None) -> list
     return rows + [{"kind": "bucket", "bucket": bucket, "n_captions": t.num_rows, "path": str(path)}]
 
 
-def _run_tasks(fn, schema: pa.Schema, bcast, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: each input row is a task index; fn(payload, index) -> row dict(s) of `schema`."""
+def _run_tasks(fn, bcast, indices: Iterator[int]) -> Iterator[dict]:
+    """Partition body: each element is a task index; fn(payload, index) -> one row dict or a list of them."""
     payload = bcast.value
-    for b in batches:
-        for i in b.column(0).to_pylist():
-            out = fn(payload, int(i))
-            rows = out if isinstance(out, list) else [out]
-            if rows:
-                yield _batch(schema, rows)
+    for i in indices:
+        out = fn(payload, int(i))
+        yield from (out if isinstance(out, list) else [out])
 
 
 # --------------------------------------------------------------------------------------------- driver
@@ -436,20 +429,21 @@ def _units(good: list[dict], task_rows: int) -> list[tuple[int, int, int, int, i
 
 
 def _stage(spark, payload: dict, n_tasks: int, fn, schema: pa.Schema, what: str) -> list[dict]:
-    """One Spark job of n_tasks tasks (one partition each) running fn on the executors; returns their rows."""
-    from schemas.spark import to_spark_schema
+    """One Spark job of n_tasks tasks (one partition each) running fn on the executors; returns their rows.
 
+    A plain RDD job: the tasks read and write files themselves and return a few small rows, so a DataFrame plan
+    would add only query compilation (the JVM's JIT compiling generated code took 10-20% of 2 cores here).
+    """
     if n_tasks == 0:
         return []
     bcast = spark.sparkContext.broadcast(payload)
     try:
-        df = spark.range(n_tasks, numPartitions=n_tasks).mapInArrow(
-            functools.partial(_run_tasks, fn, schema, bcast), to_spark_schema(schema)
-        )
+        rdd = spark.sparkContext.parallelize(range(n_tasks), n_tasks).mapPartitions(functools.partial(_run_tasks, fn, bcast))
         with spark_progress(spark, what, n_tasks):
-            return df.toArrow().to_pylist()
+            rows = rdd.collect()
     finally:
         bcast.destroy()
+    return pa.Table.from_pylist(rows, schema=schema).to_pylist()  # every row checked against the stage's schema
 
 
 def _fingerprint(cfg: MineConfig, files: list[str], names_sha: str) -> str:

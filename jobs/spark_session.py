@@ -69,6 +69,10 @@ def get_spark(master: str | None = None, app_name: str = "idia", conf: dict[str,
         defaults["spark.driver.bindAddress"] = "127.0.0.1"
     if local:
         defaults["spark.ui.enabled"] = "false"
+        # In local mode the JVM only schedules Python tasks (the stages read and write files themselves); its JIT's
+        # optimising compiler (C2) then burns 10-20% of a 2-core machine for nothing (BENCHMARKS.md). C1 only.
+        # Set spark.driver.extraJavaOptions yourself (--conf) to undo this, e.g. for JVM-heavy Spark SQL.
+        defaults["spark.driver.extraJavaOptions"] = "-XX:TieredStopAtLevel=1"
         defaults["spark.driver.memory"] = os.environ.get("IDIA_SPARK_DRIVER_MEMORY", "2g")
     settings = {**defaults, **(conf or {})}
     builder = SparkSession.builder.appName(app_name)
