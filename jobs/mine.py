@@ -1,9 +1,9 @@
 """Spark job: scan LAION caption shards for a names list -> counts.parquet, manifests/, identity_lists/, stats.json.
 
-Two stages. Scan: each (file, row group) is one task; record batches stream through one Aho-Corasick matcher built
-once per Python worker process, and the task stages its match rows in a parquet file beside the output (memory is
-bounded by a record batch and a flush of staged rows, never by a shard). Merge: one task per manifest bucket sorts
-the bucket's rows and writes it. Footers are checked on the driver first, so a missing column or a corrupt file is
+Two stages. Scan: each work unit (consecutive row groups of one file, --task-rows) is one task; record batches stream
+through one Aho-Corasick matcher built once per Python worker process, and the task stages its match rows in a
+parquet file beside the output (memory is bounded by a record batch and a flush of staged rows, never by a shard).
+Merge: one task per core, each sorting and writing its share of the manifest buckets. Footers are checked on the driver first, so a missing column or a corrupt file is
 reported by name before any work starts; a killed run reuses every unit it finished. Works as `idia mine ...` and
 as `spark-submit jobs/mine.py ...`.
 """
