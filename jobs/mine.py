@@ -310,19 +310,19 @@ def scan_unit(payload: dict, unit: int) -> dict:
                 st.update(rows_read=n, null_or_empty=n_empty, matched=n_matched, match_pairs=len(rows))
                 st["unmatched"] += n - n_empty - n_matched
                 if len(rows):
-                    ident = m.column("identity_index").to_numpy()
-                    order = np.argsort(buckets[ident], kind="stable")  # bucket runs; row order kept inside each
-                    per_row = np.bincount(rows, minlength=n)[rows].astype(np.int32)
-                    rows, ident, per_row = rows[order], ident[order], per_row[order]
+                    per_row = np.bincount(rows, minlength=n)  # identities named in each caption
+                    # Bucket runs (row order kept inside each), so the staged writer can slice without sorting.
+                    m = m.take(np.argsort(buckets[m.column("identity_index").to_numpy()], kind="stable"))
+                    rows, ident = m.column("row").to_numpy(), m.column("identity_index").to_numpy()
                     taken = tbl.take(pa.array(rows))
                     cols = {
                         "file_index": pa.array(np.full(len(rows), file_index, np.int32)),
                         "row_number": pa.array(rows + row0),
                         "identity_index": pa.array(ident.astype(np.int32)),
                         "bucket": pa.array(buckets[ident]),
-                        "matched_alias": m.column("matched_alias").combine_chunks().take(pa.array(order)),
-                        "match_score": m.column("match_score").combine_chunks().take(pa.array(order)),
-                        "n_identities_in_caption": pa.array(per_row),
+                        "matched_alias": m.column("matched_alias").combine_chunks(),
+                        "match_score": m.column("match_score").combine_chunks(),
+                        "n_identities_in_caption": pa.array(per_row[rows].astype(np.int32)),
                     }
                     cols.update({c: taken.column(c).combine_chunks() for c in _MATCH_COLS})
                     out.add(pa.RecordBatch.from_arrays([cols[f.name] for f in STAGED], schema=STAGED))
@@ -341,19 +341,25 @@ def scan_unit(payload: dict, unit: int) -> dict:
 
 def merge_buckets(payload: dict, task: int) -> list[dict]:
     """Merge task `task`: the buckets b with b % merge_tasks == task, one after another (memory: one bucket)."""
-    opened: dict[str, pq.ParquetFile] = {}
+    # Built once per task, shared by its buckets: open staged files, the id/file lookups, identity sort ranks.
+    ctx = {
+        "opened": {},
+        "ids": pa.array(payload["identity_ids"], pa.string()),
+        "files": pa.array(payload["files"], pa.string()),
+        "rank": np.asarray(payload["identity_rank"], np.int64),
+    }
     rows: list[dict] = []
     for bucket in range(task, payload["buckets"], payload["merge_tasks"]):
-        rows += merge_bucket(payload, bucket, opened)
+        rows += merge_bucket(payload, bucket, ctx)
     return rows
 
 
-def merge_bucket(payload: dict, bucket: int, opened: dict | None = None) -> list[dict]:
+def merge_bucket(payload: dict, bucket: int, ctx: dict) -> list[dict]:
     """Gather one bucket's rows from every staged unit, sort them (identity_id, file, row), write its manifest.
 
     An identity's rows all sit in its one bucket, so its unique-URL count is exact here.
     """
-    opened = {} if opened is None else opened
+    opened = ctx["opened"]
     parts = []
     for path, groups in payload["parts"]:
         rgs = groups.get(bucket)
@@ -365,13 +371,11 @@ def merge_bucket(payload: dict, bucket: int, opened: dict | None = None) -> list
         return []
     t = pa.concat_tables(parts)
     # Sort on integers: the identity's rank in identity_id order stands in for the string.
-    rank = np.asarray(payload["identity_rank"], np.int64)[t.column("identity_index").to_numpy()]
+    rank = ctx["rank"][t.column("identity_index").to_numpy()]
     order = np.lexsort((t.column("row_number").to_numpy(), t.column("file_index").to_numpy(), rank))
     t = t.take(pa.array(order))
-    id_ids = pa.array(payload["identity_ids"], pa.string())
-    files = pa.array(payload["files"], pa.string())
-    t = t.append_column("identity_id", pc.take(id_ids, t.column("identity_index")))
-    t = t.append_column("source_file", pc.take(files, t.column("file_index")))
+    t = t.append_column("identity_id", pc.take(ctx["ids"], t.column("identity_index")))
+    t = t.append_column("source_file", pc.take(ctx["files"], t.column("file_index")))
     g = t.group_by("identity_index").aggregate([("row_number", "count"), ("URL", "count_distinct")])
     rows = [
         {"kind": "count", "bucket": bucket, "identity_index": i, "n_captions": c, "n_unique_urls": u}
