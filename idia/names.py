@@ -112,46 +112,6 @@ def _is_csv_header(line: str) -> bool:
     return len(fields) >= 2 and "name" in [f.strip() for f in fields]
 
 
-def _simple_csv_rows(lines: list[str], first: int) -> tuple[list, int, int] | None:
-    """Fast path for the common names CSV: ASCII, no quotes, no control characters, every field valid.
-
-    Returns the same rows the general path builds, or None whenever anything would need its per-field checks
-    (which then find and report the problem with its line number). Without quotes a record is one line and
-    csv's fields are line.split(",").
-    """
-    body = lines[first + 1 :]
-    joined = "\n".join(body)
-    if not joined.isascii() or '"' in joined or _ASCII_BAD_RE.search(joined):
-        return None
-    header = [h.strip() for h in lines[first].split(",")]
-    col = {h: i for i, h in reversed(list(enumerate(header)))}
-    width = len(header)
-    fields = [ln.split(",") for ln in body]
-    blank = [not "".join(f).strip() for f in fields]
-    keep = [f for f, b in zip(fields, blank) if not b]
-    if any(len(f) != width for f in keep):
-        return None  # ragged rows: the general path reads them field by field
-    line_of = [first + 2 + k for k, b in enumerate(blank) if not b]
-
-    def column(name: str) -> list[str]:
-        i = col.get(name)
-        return [f[i] for f in keep] if i is not None else [""] * len(keep)
-
-    names = [" ".join(x.split()) for x in column("name")]
-    if not all(names) or any(len(x) > MAX_NAME_CHARS for x in names) or not all(map(_ASCII_ALNUM_RE.search, names)):
-        return None
-    alias_raw = column("aliases")
-    aliases = [[" ".join(a.split()) for a in x.split("|")] if x else [] for x in alias_raw]
-    if any(len(a) > MAX_NAME_CHARS or (a and not _ASCII_ALNUM_RE.search(a)) for al in aliases for a in al):
-        return None
-    sexes = [x.strip().lower() for x in column("sex")]
-    if any(x and x not in _SEX for x in sexes):
-        return None
-    ids = [x.strip() or None for x in column("identity_id")]
-    rows = [(ln, rid, nm, [a for a in al], _SEX.get(sx)) for ln, rid, nm, al, sx in zip(line_of, ids, names, aliases, sexes)]
-    return rows, len(body), sum(blank)
-
-
 def parse_names(path: str | Path) -> tuple[pa.Table, Stats]:
     """Parse a names file; returns the IDENTITIES table and stats (lines, blank_lines, identities, aliases)."""
     path = Path(path)
@@ -175,11 +135,7 @@ def parse_names(path: str | Path) -> tuple[pa.Table, Stats]:
     if first is None:
         raise InputFileError(f"{where}: names file is empty")
     stats["blank_lines"] += first
-    if _is_csv_header(lines[first]) and (fast := _simple_csv_rows(lines, first)) is not None:
-        rows, n_lines, n_blank = fast
-        stats["lines"] += first + 1 + n_lines
-        stats["blank_lines"] += n_blank
-    elif _is_csv_header(lines[first]):
+    if _is_csv_header(lines[first]):
         reader = csv.reader(io.StringIO("\n".join(lines[first:]) + "\n"))
         header = [h.strip() for h in next(reader)]
         col = {h: i for i, h in reversed(list(enumerate(header)))}

@@ -129,7 +129,7 @@ CSV_CASES = [
     "identity_id,name,aliases,sex\np1,Ann Lee,,F\np2,Bob Ray,B. Ray,male\n,,,\np3,Cy Oh,,\n",
     "name,extra\nAnn Lee,x\n",
     "\n\nidentity_id,name\r\np1,Ann Lee\r\np2,Bob Ray\r\n",
-    # general path only (the fast one declines): quotes, non-ASCII, ragged rows
+    # quotes, non-ASCII, a ragged row
     'identity_id,name\np1,"Lee, Ann"\n',
     "identity_id,name\np1,Adrianne León\n",
     "identity_id,name,aliases\np1,Ann Lee\n",
@@ -147,28 +147,14 @@ CSV_ERRORS = [
 
 
 @pytest.mark.parametrize("text", CSV_CASES + CSV_ERRORS)
-def test_fast_csv_path_agrees_with_the_general_one(tmp_path, monkeypatch, text):
-    """The bulk fast path gives exactly what the per-field path gives, errors included (it declines, then they report)."""
-    import idia.names as names_mod
-
+def test_csv_cases_parse_or_fail_with_a_line(tmp_path, text):
+    """Plain, spaced, blank-lined, CRLF, quoted, accented and ragged CSV parse; each bad one names its line."""
     path = tmp_path / "names.csv"
     path.write_bytes(text.encode("utf-8"))
-
-    def run():
-        try:
-            table, stats = names_mod.parse_names(path)
-            return table.to_pylist(), dict(stats)
-        except InputFileError as exc:
-            return "error", str(exc)
-
-    real = names_mod._simple_csv_rows
-    taken = []
-    monkeypatch.setattr(names_mod, "_simple_csv_rows", lambda lines, first: taken.append(r := real(lines, first)) or r)
-    fast = run()
-    # Plain CSV takes the fast path; a plain-text list is not CSV; quoted, non-ASCII or ragged CSV goes the general
-    # way. (Duplicates and unsafe ids are found after either path, by the checks both share.)
-    if text in CSV_CASES:
-        assert bool(taken and taken[0] is not None) == (CSV_CASES.index(text) in (0, 2, 3, 4))
-    monkeypatch.setattr(names_mod, "_simple_csv_rows", lambda lines, first: None)
-    assert fast == run()
-    assert (fast[0] == "error") == (text in CSV_ERRORS)
+    if text in CSV_ERRORS:
+        with pytest.raises(InputFileError, match=r"names\.csv: line \d+: "):
+            parse_names(path)
+    else:
+        table, stats = parse_names(path)
+        assert table.num_rows == stats["identities"] > 0
+        assert all(" " not in (n[0], n[-1]) and "  " not in n for n in table.column("name").to_pylist())
