@@ -59,29 +59,52 @@ def build_identity_list(counts: pa.Table, member_min: int = 1, member_max: int =
     )
 
 
+def _csv_column(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """One column as CSV field text: Python csv's QUOTE_MINIMAL rule (quote a field holding , " CR or LF, double
+    its quotes), booleans as True/False, nulls as empty fields."""
+    if pa.types.is_boolean(col.type):
+        text = pc.if_else(col, "True", "False")
+    elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        quoted = pc.binary_join_element_wise('"', pc.replace_substring(col, '"', '""'), '"', "")
+        text = pc.if_else(pc.match_substring_regex(col, '[,"\r\n]'), quoted, col)
+    else:
+        text = pc.cast(col, pa.string())
+    return pc.fill_null(text, "")
+
+
+def _csv_rows(fields: pa.Table) -> str:
+    """Header plus one line per row of a table of CSV field texts (from _csv_column)."""
+    header = ",".join(fields.column_names)
+    if fields.num_rows == 0:
+        return header + "\n"
+    rows = pc.binary_join_element_wise(*fields.columns, ",")
+    return header + "\n" + "\n".join(rows.to_pylist()) + "\n"
+
+
 def _csv(table: pa.Table) -> str:
-    """CSV with a plain header, quotes only where needed, booleans as True/False (what pandas' to_csv wrote)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(table.column_names)
-    w.writerows(zip(*(table.column(c).to_pylist() for c in table.column_names)))
-    return buf.getvalue()
+    """CSV with a plain header, quotes only where needed, booleans as True/False (what pandas' to_csv wrote).
+
+    Built column-wise with Arrow compute (a Python csv.writer took ~0.5 s per 100k identities).
+    """
+    return _csv_rows(pa.table({c: _csv_column(table.column(c)) for c in table.column_names}))
 
 
 def write_identity_lists(lists: pa.Table, folder: str | Path) -> dict[str, int]:
     """occurrences.parquet/.csv, members.csv, non_members.csv, eval_subset.csv under `folder`; returns sizes."""
     folder = Path(folder)
     write_parquet(lists, folder / "occurrences.parquet")
-    write_text(_csv(lists), folder / "occurrences.csv")
-    cols = ["identity_id", "name", "count"]
-    parts = {
-        "members": lists.filter(pc.equal(lists["membership"], "member")),
-        "non_members": lists.filter(pc.equal(lists["membership"], "non_member")),
-        "eval_subset": lists.filter(lists["in_eval_subset"]),
+    fields = pa.table({c: _csv_column(lists.column(c)) for c in lists.column_names})  # field texts, made once
+    write_text(_csv_rows(fields), folder / "occurrences.csv")
+    masks = {
+        "members": pc.equal(lists["membership"], "member"),
+        "non_members": pc.equal(lists["membership"], "non_member"),
+        "eval_subset": lists["in_eval_subset"],
     }
-    for name, t in parts.items():
-        write_text(_csv(t.select(cols)), folder / f"{name}.csv")
-    sizes = {k: v.num_rows for k, v in parts.items()}
+    sizes = {}
+    for name, mask in masks.items():
+        part = fields.select(["identity_id", "name", "count"]).filter(mask)
+        write_text(_csv_rows(part), folder / f"{name}.csv")
+        sizes[name] = part.num_rows
     sizes["excluded"] = int(pc.sum(pc.equal(lists["membership"], "excluded")).as_py() or 0)
     return sizes
 

@@ -17,11 +17,10 @@ Modes:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import ahocorasick_rs
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from rapidfuzz import fuzz
 
 from idia.normalize import normalize_array
@@ -39,12 +38,6 @@ MATCH_SCHEMA = pa.schema(
 )
 
 
-@dataclass
-class _Pattern:
-    identities: list[int]  # identity indexes sharing this key (two names can normalise alike)
-    aliases: list[str]  # the raw name/alias per identity, same order
-
-
 def _string_buffers(arr: pa.Array) -> tuple[np.ndarray, memoryview]:
     """Offsets (int64, len+1, relative to the data start) and data buffer of a string array, zero-copy."""
     if pa.types.is_large_string(arr.type):
@@ -59,36 +52,49 @@ def _string_buffers(arr: pa.Array) -> tuple[np.ndarray, memoryview]:
 
 
 class Matcher:
-    """Built once per process from an IDENTITIES table; `match(texts)` on any number of batches."""
+    """Built once per process from an IDENTITIES table; `match(texts)` on any number of batches.
+
+    Patterns: one per distinct key (the normalised name or alias; the raw one in `paper` mode), numbered in order of
+    first appearance. Each pattern lists its members, (identity, raw name or alias, rank), in CSR arrays; rank is the
+    raw string's place in names-file order (identity by identity, name then aliases), and where one identity matches
+    a caption through several of its names the lowest rank is reported.
+    """
 
     def __init__(self, identities: pa.Table, mode: str = "normalized", fuzzy_threshold: float = 90.0):
         if mode not in MODES:
             raise ValueError(f"unknown match mode {mode!r}; choose from {', '.join(MODES)}")
         self.mode = mode
         self.threshold = float(fuzzy_threshold)
-        self.n_identities = identities.num_rows
-        names = identities.column("name").to_pylist()
-        aliases = identities.column("aliases").to_pylist()
-        raws = [(i, raw) for i, (name, al) in enumerate(zip(names, aliases)) for raw in [name, *(al or [])]]
-        if mode == "paper":
-            keys = [raw for _, raw in raws]
-        else:  # the same vectorised normalisation the captions get
-            keys = normalize_array(pa.array([raw for _, raw in raws], pa.string())).to_pylist()
-        keyed: dict[str, _Pattern] = {}
-        for (i, raw), key in zip(raws, keys):
-            if not key:
-                continue
-            p = keyed.setdefault(key, _Pattern([], []))
-            if i not in p.identities:  # the name comes first, so it wins over an alias with the same key
-                p.identities.append(i)
-                p.aliases.append(raw)
-        self.keys = list(keyed)
-        self.patterns = [keyed[k] for k in self.keys]
+        self.n_identities = n = identities.num_rows
+        names = identities.column("name").combine_chunks().cast(pa.string())
+        aliases = identities.column("aliases").combine_chunks()
+        # Every name and alias in names-file order: identity by identity, the name first (a stable sort keeps it so).
+        raw_ident = np.concatenate([np.arange(n), pc.list_parent_indices(aliases).to_numpy()]).astype(np.int64)
+        order = np.argsort(raw_ident, kind="stable")
+        raws = pa.concat_arrays([names, pc.list_flatten(aliases).cast(pa.string())]).take(pa.array(order))
+        raw_ident = raw_ident[order]
+        keys = raws if mode == "paper" else normalize_array(raws)  # the same vectorised normalisation as captions
+        ok = np.asarray(pc.fill_null(pc.greater(pc.binary_length(keys), 0), False))
+        rank = np.flatnonzero(ok)
+        enc = pc.dictionary_encode(keys.filter(pa.array(ok)))  # pattern numbers in order of first appearance
+        pattern = enc.indices.to_numpy().astype(np.int64)
+        ident = raw_ident[rank]
+        # An identity joins a pattern once, with its first raw string of that key.
+        _, first = np.unique(pattern * max(n, 1) + ident, return_index=True)
+        first.sort()
+        pattern, ident, rank = pattern[first], ident[first], rank[first]
+        by = np.lexsort((rank, pattern))
+        self.keys: list[str] = enc.dictionary.to_pylist()
+        self._start = np.concatenate([[0], np.cumsum(np.bincount(pattern, minlength=len(self.keys)))]).astype(np.int64)
+        self._ident = ident[by].astype(np.int32)
+        self._rank = rank[by]
+        self._alias = raws.take(pa.array(self._rank))
         if mode == "fuzzy":
             self._build_blocks()
         elif self.keys:
-            enc = [(k if mode == "paper" else f" {k} ").encode("utf-8") for k in self.keys]
-            self.automaton = ahocorasick_rs.BytesAhoCorasick(enc, matchkind=ahocorasick_rs.MatchKind.Standard)
+            padded = self.keys if mode == "paper" else pc.binary_join_element_wise(" ", enc.dictionary, " ", "")
+            enc_keys = pa.array(padded, pa.string()).cast(pa.binary()).to_pylist()
+            self.automaton = ahocorasick_rs.BytesAhoCorasick(enc_keys, matchkind=ahocorasick_rs.MatchKind.Standard)
         else:
             self.automaton = None
 
@@ -113,34 +119,30 @@ class Matcher:
             keep = arr[:, 2] <= offsets[rows + 1]
             arr, rows = arr[keep], rows[keep]
         # Nulls occupy no bytes, so no match can land in one; valid rows only.
-        best: dict[tuple[int, int], str] = {}
-        for (pidx, _s, _e), r in zip(arr.tolist(), rows.tolist()):
-            p = self.patterns[pidx]
-            for ident, alias in zip(p.identities, p.aliases):
-                k = (r, ident)
-                prev = best.get(k)
-                # Deterministic choice when several names/aliases of one identity match: the first in
-                # names-file order (name, then aliases), i.e. the smallest pattern position.
-                if prev is None or self._order(ident, alias) < self._order(ident, prev):
-                    best[k] = alias
-        return self._table(best, {})
+        # Each found pattern -> its members (CSR expansion), then one row per (row, identity), lowest rank kept.
+        member, cnt = self._expand(arr[:, 0])
+        return self._table(np.repeat(rows, cnt), member, None)
 
-    def _order(self, ident: int, alias: str) -> int:
-        if not hasattr(self, "_orders"):
-            self._orders: dict[tuple[int, str], int] = {}
-            for pos, p in enumerate(self.patterns):
-                for i, a in zip(p.identities, p.aliases):
-                    self._orders.setdefault((i, a), pos)
-        return self._orders[(ident, alias)]
+    def _expand(self, pat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Found patterns -> the CSR positions of all their members, and the member count of each found pattern."""
+        cnt = self._start[pat + 1] - self._start[pat]
+        ends = np.cumsum(cnt)
+        return np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - cnt, cnt) + np.repeat(self._start[pat], cnt), cnt
 
-    def _table(self, best: dict[tuple[int, int], str], scores: dict[tuple[int, int], float]) -> pa.Table:
-        items = sorted(best.items())
+    def _table(self, rows: np.ndarray, member: np.ndarray, scores: np.ndarray | None) -> pa.Table:
+        """One row per (row, identity): the member with the best score, then the lowest rank; sorted by row, identity."""
+        ident = self._ident[member]
+        keys = [self._rank[member], ident, rows] if scores is None else [self._rank[member], -scores, ident, rows]
+        order = np.lexsort(keys)
+        rows, ident, member = rows[order], ident[order], member[order]
+        first = np.r_[True, (rows[1:] != rows[:-1]) | (ident[1:] != ident[:-1])] if len(rows) else np.zeros(0, bool)
+        member = member[first]
         return pa.Table.from_arrays(
             [
-                pa.array([k[0] for k, _ in items], pa.int64()),
-                pa.array([k[1] for k, _ in items], pa.int32()),
-                pa.array([a for _, a in items], pa.string()),
-                pa.array([scores.get(k, 100.0) for k, _ in items], pa.float64()),
+                pa.array(rows[first], pa.int64()),
+                pa.array(ident[first], pa.int32()),
+                self._alias.take(pa.array(member, pa.int64())),
+                pa.array(np.full(len(member), 100.0) if scores is None else scores[order][first], pa.float64()),
             ],
             schema=MATCH_SCHEMA,
         )
@@ -156,8 +158,9 @@ class Matcher:
 
     def _match_fuzzy(self, texts: pa.Array) -> pa.Table:
         normed = normalize_array(texts).to_pylist()
-        best: dict[tuple[int, int], str] = {}
-        scores: dict[tuple[int, int], float] = {}
+        hit_rows: list[int] = []
+        hit_pats: list[int] = []
+        hit_scores: list[float] = []
         for r, text in enumerate(normed):
             if not text:
                 continue
@@ -173,23 +176,19 @@ class Matcher:
                         tried.add((pidx, start))
                         window = " ".join(toks[start : start + n])
                         score = fuzz.ratio(self.keys[pidx], window, score_cutoff=self.threshold)
-                        if not score:
-                            continue
-                        p = self.patterns[pidx]
-                        for ident, alias in zip(p.identities, p.aliases):
-                            k = (r, ident)
-                            if score > scores.get(k, -1.0) or (
-                                score == scores[k] and self._order(ident, alias) < self._order(ident, best[k])
-                            ):
-                                scores[k] = float(score)
-                                best[k] = alias
-        return self._table(best, scores)
+                        if score:
+                            hit_rows.append(r)
+                            hit_pats.append(pidx)
+                            hit_scores.append(float(score))
+        if not hit_rows:
+            return MATCH_SCHEMA.empty_table()
+        member, cnt = self._expand(np.asarray(hit_pats, np.int64))
+        rows = np.repeat(np.asarray(hit_rows, np.int64), cnt)
+        return self._table(rows, member, np.repeat(np.asarray(hit_scores, np.float64), cnt))
 
 
 def empty_mask(texts: pa.Array) -> np.ndarray:
     """True where a caption is null, empty or whitespace-only (counted, never matched)."""
-    import pyarrow.compute as pc
-
     # utf8_is_space is true for non-empty all-whitespace strings; it allocates no new strings (3x cheaper than trim).
     blank = pc.or_kleene(pc.equal(pc.binary_length(texts), 0), pc.utf8_is_space(texts))
     return np.asarray(pc.fill_null(blank, True))

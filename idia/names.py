@@ -41,14 +41,15 @@ from idia.errors import InputFileError
 from idia.stats import Stats
 from schemas import IDENTITIES
 
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 MAX_NAME_CHARS = 256
 _WS_RE = re.compile(r"\s+")
 # ASCII characters of category Cc that are not whitespace: what normalize_name rejects, found by one regex search.
 _ASCII_BAD_RE = re.compile(
     "[" + "".join(re.escape(chr(c)) for c in range(128) if unicodedata.category(chr(c)) == "Cc" and not chr(c).isspace()) + "]"
 )
-_ASCII_ALNUM_RE = re.compile(r"[A-Za-z0-9]")
+# Every ASCII character that is not a letter or digit: stripping them all leaves "" exactly when a text has neither.
+_ASCII_NOT_ALNUM = "".join(chr(c) for c in range(128) if not chr(c).isalnum())
 _SEX = {"m": "m", "male": "m", "f": "f", "female": "f"}
 
 
@@ -71,12 +72,12 @@ def normalize_name(raw: str, where: str, line: int, what: str = "name") -> str:
     """NFC + whitespace collapse; reject invisible format/control characters. Returns '' for blank."""
     if not raw:
         return ""
-    if raw.isascii() and not _ASCII_BAD_RE.search(raw):
+    if raw.isascii() and (raw.isprintable() or not _ASCII_BAD_RE.search(raw)):  # printable ASCII has no Cc at all
         # Fast path (most names): NFC leaves ASCII as it is, and str.split() splits on exactly what \s+ matches.
         text = " ".join(raw.split())
         if len(text) > MAX_NAME_CHARS:
             raise InputFileError(f"{where}: line {line}: {what} is {len(text)} characters long (max {MAX_NAME_CHARS})")
-        if text and not _ASCII_ALNUM_RE.search(text):
+        if text and not text.strip(_ASCII_NOT_ALNUM):
             raise InputFileError(f"{where}: line {line}: {what} {text!r} has no letter or digit")
         return text
     for ch in raw:
@@ -112,6 +113,57 @@ def _is_csv_header(line: str) -> bool:
     return len(fields) >= 2 and "name" in [f.strip() for f in fields]
 
 
+def _id_ok(rid: str) -> bool:
+    """ID_RE's rule without a regex call per row: 1-64 of A-Z a-z 0-9 _ -."""
+    if not (0 < len(rid) <= 64 and rid.isascii()):
+        return False
+    rest = rid.replace("-", "").replace("_", "")
+    return not rest or rest.isalnum()
+
+
+def _csv_records(lines: list[str], first: int, where: str, stats: Stats):
+    """(line, identity_id or None, name, raw aliases, sex) per non-blank CSV record; blank records counted."""
+    reader = csv.reader(io.StringIO("\n".join(lines[first:]) + "\n"))
+    header = [h.strip() for h in next(reader)]
+    col = {h: i for i, h in reversed(list(enumerate(header)))}
+    absent = 1 << 30  # an index no row reaches: the column reads as ""
+    i_name, i_id, i_al, i_sex = (col.get(c, absent) for c in ("name", "identity_id", "aliases", "sex"))
+    stats["lines"] += first + 1
+    prev_end = 1  # reader.line_num after the header, relative to `first`
+    n_lines = n_blank = 0
+    for fields in reader:
+        line = first + prev_end + 1  # first physical line of this record
+        prev_end = reader.line_num
+        n_lines += 1
+        nf = len(fields)
+        name = normalize_name(fields[i_name] if i_name < nf else "", where, line)
+        if not name:
+            if not "".join(fields).strip():
+                n_blank += 1
+                continue
+            raise InputFileError(f"{where}: line {line}: empty name")
+        rid = (fields[i_id].strip() if i_id < nf else "") or None
+        al_raw = fields[i_al] if i_al < nf else ""
+        aliases = [normalize_name(a, where, line, "alias") for a in al_raw.split("|")] if al_raw else ()
+        sex_raw = fields[i_sex].strip().lower() if i_sex < nf else ""
+        if sex_raw and sex_raw not in _SEX:
+            raise InputFileError(f"{where}: line {line}: sex must be m/f/male/female or empty, got {sex_raw!r}")
+        yield line, rid, name, aliases, _SEX.get(sex_raw)
+    stats["lines"] += n_lines
+    stats["blank_lines"] += n_blank
+
+
+def _text_records(lines: list[str], first: int, where: str, stats: Stats):
+    """(line, None, name, (), None) per non-blank line of a one-name-a-line file; blank lines counted."""
+    stats["lines"] += len(lines)
+    for i in range(first, len(lines)):
+        name = normalize_name(lines[i], where, i + 1)
+        if not name:
+            stats["blank_lines"] += 1
+            continue
+        yield i + 1, None, name, (), None
+
+
 def parse_names(path: str | Path) -> tuple[pa.Table, Stats]:
     """Parse a names file; returns the IDENTITIES table and stats (lines, blank_lines, identities, aliases)."""
     path = Path(path)
@@ -124,7 +176,6 @@ def parse_names(path: str | Path) -> tuple[pa.Table, Stats]:
         raise InputFileError(f"{where}: is a folder, expected a names file") from None
     text = decode_utf8(data, where)
     stats = Stats()
-    rows: list[tuple[int, str | None, str, list[str], str | None]] = []  # line, id, name, aliases, sex
 
     # Split on line breaks only (not str.splitlines, which also splits on U+2028, \x1c, ...) so line
     # numbers agree with editors and with the invalid-UTF-8 report.
@@ -135,57 +186,19 @@ def parse_names(path: str | Path) -> tuple[pa.Table, Stats]:
     if first is None:
         raise InputFileError(f"{where}: names file is empty")
     stats["blank_lines"] += first
-    if _is_csv_header(lines[first]):
-        reader = csv.reader(io.StringIO("\n".join(lines[first:]) + "\n"))
-        header = [h.strip() for h in next(reader)]
-        col = {h: i for i, h in reversed(list(enumerate(header)))}
-        absent = 1 << 30  # an index no row reaches: the column reads as ""
-        i_name, i_id, i_al, i_sex = (col.get(c, absent) for c in ("name", "identity_id", "aliases", "sex"))
-        stats["lines"] += first + 1
-        prev_end = 1  # reader.line_num after the header, relative to `first`
-        n_lines = n_blank = 0
-        for fields in reader:
-            line = first + prev_end + 1  # first physical line of this record
-            prev_end = reader.line_num
-            n_lines += 1
-            if not "".join(fields).strip():
-                n_blank += 1
-                continue
-
-            nf = len(fields)
-            name = normalize_name(fields[i_name] if i_name < nf else "", where, line)
-            if not name:
-                raise InputFileError(f"{where}: line {line}: empty name")
-            rid = (fields[i_id].strip() if i_id < nf else "") or None
-            al_raw = fields[i_al] if i_al < nf else ""
-            aliases = [normalize_name(a, where, line, "alias") for a in al_raw.split("|")] if al_raw else []
-            sex_raw = fields[i_sex].strip().lower() if i_sex < nf else ""
-            if sex_raw and sex_raw not in _SEX:
-                raise InputFileError(f"{where}: line {line}: sex must be m/f/male/female or empty, got {sex_raw!r}")
-            rows.append((line, rid, name, aliases, _SEX.get(sex_raw)))
-        stats["lines"] += n_lines
-        stats["blank_lines"] += n_blank
-    else:
-        for i, raw in enumerate(lines):
-            stats["lines"] += 1
-            if i < first:
-                continue
-            name = normalize_name(raw, where, i + 1)
-            if not name:
-                stats["blank_lines"] += 1
-                continue
-            rows.append((i + 1, None, name, [], None))
+    records = (_csv_records if _is_csv_header(lines[first]) else _text_records)(lines, first, where, stats)
 
     ids, names_out, aliases_out, sexes, src = [], [], [], [], []
     seen_name: dict[str, int] = {}  # name or alias -> line
     seen_id: dict[str, int] = {}
-    for line, rid, name, aliases, sex in rows:
+    n_aliases = 0
+    for line, rid, name, aliases, sex in records:
         if name in seen_name:
             raise InputFileError(f"{where}: line {line}: name {name!r} duplicates line {seen_name[name]}")
         seen_name[name] = line
         if rid is None:
             rid = derive_identity_id(name)
-        elif not ID_RE.match(rid):
+        elif not _id_ok(rid):
             raise InputFileError(
                 f"{where}: line {line}: identity_id {rid!r} is not path-safe (allowed: A-Z a-z 0-9 _ -, 1-64 chars)"
             )
@@ -203,13 +216,14 @@ def parse_names(path: str | Path) -> tuple[pa.Table, Stats]:
             kept.append(a)
         for a in kept:
             seen_name[a] = line
-        stats["aliases"] += len(kept)
+        n_aliases += len(kept)
         ids.append(rid)
         names_out.append(name)
         aliases_out.append(kept)
         sexes.append(sex)
         src.append(line)
     # Aliases seen before a later identical name are caught when that name arrives (seen_name holds both).
+    stats["aliases"] += n_aliases
     stats["identities"] = len(ids)
     if not ids:
         raise InputFileError(f"{where}: no names found (only blank lines)")

@@ -1,10 +1,10 @@
 """Spark job: scan LAION caption shards for a names list -> counts.parquet, manifests/, identity_lists/, stats.json.
 
 Two stages. Scan: each work unit (consecutive row groups of one file, --task-rows) is one task; record batches stream
-through one Aho-Corasick matcher built once per Python worker process, and the task stages its match rows in a
-parquet file beside the output (memory is bounded by a record batch and a flush of staged rows, never by a shard).
-Merge: one task per core, each sorting and writing its share of the manifest buckets. Footers are checked on the driver first, so a missing column or a corrupt file is
-reported by name before any work starts; a killed run reuses every unit it finished. Works as `idia mine ...` and
+through one Aho-Corasick matcher built once per Python worker process, and the task stages its match rows in an
+Arrow IPC file beside the output (memory is bounded by a record batch and a flush of staged rows, never by a shard).
+Merge: one task per core, each sorting and writing its share of the manifest buckets. Footers are checked on the
+driver first, so a missing column or a corrupt file is reported by name before any work starts; a killed run reuses every unit it finished. Works as `idia mine ...` and
 as `spark-submit jobs/mine.py ...`.
 """
 
@@ -144,12 +144,14 @@ def inspect_footers(files: list[str], mapping: dict, skip_bad: bool) -> tuple[li
 
 
 # --------------------------------------------------------------------------------------------- executors
-# Two Spark stages, no Spark shuffle. Scan: one task per (file, row group) matches captions and stages its match
-# rows in one parquet file (sorted by bucket, one row group per bucket per flush) next to the output, plus a JSON
-# done-marker with its counts; only that small stats row goes back through Spark. Merge: one task per bucket reads
-# its row groups from every staged unit, sorts them and writes the bucket's manifest. Match rows never pass through
-# the JVM: converting them to Spark rows and shuffling them cost more than the matching itself on small machines
-# (BENCHMARKS.md), and the staged units make a killed run resumable per unit.
+# Two Spark stages, no Spark shuffle. Scan: one task per work unit (consecutive row groups of one file) matches
+# captions and stages its match rows in one Arrow IPC file next to the output (one record batch per bucket per
+# flush), plus a JSON done-marker with its counts; only that small stats row goes back through Spark. Merge: one task
+# per core, each a set of buckets, reads a bucket's record batches from every staged unit (memory-mapped), sorts them
+# and writes the bucket's manifest. Match rows never pass through the JVM: converting them to Spark rows and
+# shuffling them cost more than the matching itself on small machines (BENCHMARKS.md), and the staged units make a
+# killed run resumable per unit. Staging is IPC, not parquet: it is read once, by the merge, and parquet's encoding
+# and statistics cost ~8% of a scan task here.
 
 #: Match rows staged by a scan task (the manifest's columns, minus those the merge adds, plus the sort keys).
 STAGED = pa.schema(
@@ -171,7 +173,7 @@ UNIT_STATS = pa.schema(
         pa.field("file_index", pa.int32()),
         *[pa.field(k, pa.int64()) for k in _COUNTERS],
         pa.field("path", pa.string()),  # the staged match rows (null when the unit matched nothing)
-        pa.field("bucket_row_groups", pa.string()),  # JSON {bucket: [row group, ...]} in the staged file
+        pa.field("bucket_batches", pa.string()),  # JSON {bucket: [record batch, ...]} in the staged file
         pa.field("error", pa.string()),
     ]
 )
@@ -213,16 +215,17 @@ def unit_name(file_index: int, rg0: int, rg1: int) -> str:
 
 
 class _StagedWriter:
-    """Staged match rows of one unit: held per bucket, flushed every FLUSH_ROWS rows as one row group per bucket."""
+    """Staged match rows of one unit (Arrow IPC file): held per bucket, flushed every FLUSH_ROWS rows as one record
+    batch per bucket."""
 
     def __init__(self, path: Path):
         self.path = path
         self.tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        self.writer: pq.ParquetWriter | None = None
+        self.writer: pa.ipc.RecordBatchFileWriter | None = None
         self.pending: dict[int, list[pa.RecordBatch]] = {}
         self.n_pending = 0
-        self.row_groups: dict[int, list[int]] = {}
-        self.sizes: list[int] = []
+        self.batches: dict[int, list[int]] = {}
+        self.n_batches = 0
 
     def add(self, batch: pa.RecordBatch) -> None:
         """Add match rows already ordered by bucket (rows of one bucket contiguous)."""
@@ -238,12 +241,11 @@ class _StagedWriter:
         if not self.n_pending:
             return
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.tmp, STAGED, compression="none")
+            self.writer = pa.ipc.new_file(self.tmp, STAGED)
         for bucket in sorted(self.pending):
-            t = pa.Table.from_batches(self.pending[bucket], schema=STAGED)
-            self.writer.write_table(t, row_group_size=t.num_rows)
-            self.row_groups.setdefault(bucket, []).append(len(self.sizes))
-            self.sizes.append(t.num_rows)
+            self.writer.write_batch(pa.concat_batches(self.pending[bucket]))
+            self.batches.setdefault(bucket, []).append(self.n_batches)
+            self.n_batches += 1
         self.pending, self.n_pending = {}, 0
 
     def close(self) -> str | None:
@@ -251,10 +253,6 @@ class _StagedWriter:
         if self.writer is None:
             return None
         self.writer.close()
-        md = pq.ParquetFile(self.tmp).metadata  # one row group per write: the map to buckets depends on it
-        got = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
-        if got != self.sizes:
-            raise RuntimeError(f"{self.tmp}: staged row groups {got[:8]}... differ from those written {self.sizes[:8]}...")
         os.replace(self.tmp, self.path)
         return str(self.path)
 
@@ -274,13 +272,13 @@ def scan_unit(payload: dict, unit: int) -> dict:
     units_dir = Path(payload["staging"]) / "units"
     name = unit_name(file_index, rg0, rg1)
     marker = units_dir / f"{name}.json"
-    row = {"unit": unit, "file_index": file_index, "path": None, "bucket_row_groups": "{}", "error": None}
+    row = {"unit": unit, "file_index": file_index, "path": None, "bucket_batches": "{}", "error": None}
     if marker.exists():
         try:
             done = json.loads(marker.read_text())
             if done["rows_read"] == n_rows and (done["path"] is None or Path(done["path"]).exists()):
                 return row | {k: 0 for k in _COUNTERS} | {k: done[k] for k in _COUNTERS if k in done} | {
-                    "path": done["path"], "bucket_row_groups": done["bucket_row_groups"],
+                    "path": done["path"], "bucket_batches": done["bucket_batches"],
                     "matcher_builds": 0, "task_ms": 0, "units_resumed": 1}
         except (ValueError, KeyError, OSError):
             pass  # an unreadable marker: redo the unit
@@ -292,7 +290,7 @@ def scan_unit(payload: dict, unit: int) -> dict:
     t_start = time.perf_counter()
     matcher, buckets = _matcher(payload, st)
     units_dir.mkdir(parents=True, exist_ok=True)
-    out = _StagedWriter(units_dir / f"{name}.parquet")
+    out = _StagedWriter(units_dir / f"{name}.arrow")
     try:
         with _open(url) as f:
             pf = pq.ParquetFile(f)
@@ -334,14 +332,14 @@ def scan_unit(payload: dict, unit: int) -> dict:
         return row | {k: int(st[k]) for k in _COUNTERS} | {
             "error": f"row group {rg0}{f'-{rg1}' if rg1 > rg0 else ''}: {type(exc).__name__}: {exc}"}
     st["task_ms"] = int((time.perf_counter() - t_start) * 1000)
-    row |= {k: int(st[k]) for k in _COUNTERS} | {"path": path, "bucket_row_groups": json.dumps(out.row_groups)}
-    write_json({k: row[k] for k in (*_COUNTERS, "path", "bucket_row_groups")}, marker)
+    row |= {k: int(st[k]) for k in _COUNTERS} | {"path": path, "bucket_batches": json.dumps(out.batches)}
+    write_json({k: row[k] for k in (*_COUNTERS, "path", "bucket_batches")}, marker)
     return row
 
 
 def merge_buckets(payload: dict, task: int) -> list[dict]:
     """Merge task `task`: the buckets b with b % merge_tasks == task, one after another (memory: one bucket)."""
-    # Built once per task, shared by its buckets: open staged files, the id/file lookups, identity sort ranks.
+    # Built once per task, shared by its buckets: staged files (memory-mapped), the id/file lookups, identity ranks.
     ctx = {
         "opened": {},
         "ids": pa.array(payload["identity_ids"], pa.string()),
@@ -361,25 +359,34 @@ def merge_bucket(payload: dict, bucket: int, ctx: dict) -> list[dict]:
     """
     opened = ctx["opened"]
     parts = []
-    for path, groups in payload["parts"]:
-        rgs = groups.get(bucket)
-        if rgs:
+    for path, batches in payload["parts"]:
+        ours = batches.get(bucket)
+        if ours:
             if path not in opened:
-                opened[path] = pq.ParquetFile(path)
-            parts.append(opened[path].read_row_groups(rgs, use_threads=False))
+                opened[path] = pa.ipc.open_file(pa.memory_map(path))
+            parts += [opened[path].get_batch(i) for i in ours]
     if not parts:
         return []
-    t = pa.concat_tables(parts)
+    t = pa.Table.from_batches(parts, schema=STAGED)
     # Sort on integers: the identity's rank in identity_id order stands in for the string.
     rank = ctx["rank"][t.column("identity_index").to_numpy()]
     order = np.lexsort((t.column("row_number").to_numpy(), t.column("file_index").to_numpy(), rank))
     t = t.take(pa.array(order))
     t = t.append_column("identity_id", pc.take(ctx["ids"], t.column("identity_index")))
     t = t.append_column("source_file", pc.take(ctx["files"], t.column("file_index")))
-    g = t.group_by("identity_index").aggregate([("row_number", "count"), ("URL", "count_distinct")])
+    # Per identity (contiguous after the sort): rows, and distinct non-null URLs as distinct (identity, URL code) pairs.
+    ident = t.column("identity_index").to_numpy()
+    starts = np.flatnonzero(np.r_[True, ident[1:] != ident[:-1]])
+    n_caps = np.diff(np.r_[starts, len(ident)])
+    url = pc.dictionary_encode(t.column("URL").combine_chunks())
+    code = pc.fill_null(url.indices, -1).to_numpy().astype(np.int64)
+    width = max(len(url.dictionary), 1)
+    pairs = np.unique(ident[code >= 0].astype(np.int64) * width + code[code >= 0])
+    with_urls, n_with = np.unique(pairs // width, return_counts=True)
+    n_urls = dict(zip(with_urls.tolist(), n_with.tolist()))
     rows = [
-        {"kind": "count", "bucket": bucket, "identity_index": i, "n_captions": c, "n_unique_urls": u}
-        for i, c, u in zip(*(g.column(k).to_pylist() for k in ("identity_index", "row_number_count", "URL_count_distinct")))
+        {"kind": "count", "bucket": bucket, "identity_index": i, "n_captions": c, "n_unique_urls": n_urls.get(i, 0)}
+        for i, c in zip(ident[starts].tolist(), n_caps.tolist())
     ]
     path = Path(payload["staging"]) / "manifests" / f"bucket={bucket:03d}" / "part-00000.parquet"
     write_parquet(t.select(MANIFEST.names).cast(MANIFEST), path, row_group_size=16384)
@@ -460,7 +467,9 @@ def run_mine(cfg: MineConfig, spark=None) -> dict:
     t0 = time.time()
     cfg.validate()
     out = Path(cfg.out)
+    timings = {}
     identities, name_stats = parse_names(cfg.names)
+    timings["names_s"] = round(time.time() - t0, 3)
     files = resolve_inputs(cfg.shards)
     names_sha = hashlib.sha256(Path(cfg.names).read_bytes()).hexdigest()
     fp = _fingerprint(cfg, files, names_sha)
@@ -471,7 +480,9 @@ def run_mine(cfg: MineConfig, spark=None) -> dict:
         return stats
 
     mapping = COLUMN_MAPPINGS[cfg.columns]
+    t_stage = time.time()
     good, bad = inspect_footers(files, mapping, cfg.skip_bad_files)
+    timings["footers_s"] = round(time.time() - t_stage, 3)
 
     # Staged work lives in a folder named after the inputs (files, their sizes and footers) and settings: a killed
     # run's finished units are reused by the next run with the same ones; anything older is cleared.
@@ -505,7 +516,6 @@ def run_mine(cfg: MineConfig, spark=None) -> dict:
         "units": units,
         "staging": str(staging.resolve()),
     }
-    timings = {}
     try:
         staging.mkdir(parents=True, exist_ok=True)
         t_stage = time.time()
@@ -523,7 +533,7 @@ def run_mine(cfg: MineConfig, spark=None) -> dict:
         good = [g for g in good if g["index"] not in bad_idx]
         stats_rows = [r for r in stats_rows if r["file_index"] not in bad_idx]
         parts = sorted(
-            (r["path"], {int(b): rgs for b, rgs in json.loads(r["bucket_row_groups"]).items()})
+            (r["path"], {int(b): rgs for b, rgs in json.loads(r["bucket_batches"]).items()})
             for r in stats_rows if r["path"]
         )
         (staging / "manifests").mkdir(exist_ok=True)
@@ -577,6 +587,7 @@ def run_mine(cfg: MineConfig, spark=None) -> dict:
         schema=COUNTS,
     )
 
+    t_stage = time.time()
     # ---- outputs (manifests swapped in whole, the rest file by file; stats.json and the marker last)
     out.mkdir(parents=True, exist_ok=True)
     final = out / "manifests"
@@ -593,6 +604,7 @@ def run_mine(cfg: MineConfig, spark=None) -> dict:
     resolved["input_files"] = files
     write_json(resolved, out / "config.json")
     n_with = int((n_cap > 0).sum())
+    timings["outputs_s"] = round(time.time() - t_stage, 3)
     stats = {
         "files": {k: v.to_dict() for k, v in sorted(per_file.items())},
         "skipped_files": bad,

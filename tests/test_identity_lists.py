@@ -57,3 +57,26 @@ def test_compare_lists_reports_every_difference(tmp_path):
     bad.write_text("name,count\nA,x\n")
     with pytest.raises(InputFileError, match="count"):
         compare(bad)
+
+
+def test_csv_writer_quotes_like_python_csv():
+    import csv
+    import io
+
+    import pyarrow as pa
+
+    from idia.identity_lists import _csv
+
+    t = pa.table({
+        "identity_id": ["a", "b", "c", "d", "e"],
+        "name": ['Jo, "Jr"', "Ann\nB", "plain", 'say "hi"', None],
+        "count": pa.array([1, None, 0, 300, 1_000_000], pa.int64()),
+        "bin": ["[0, 25)", "[300, 1000000)", "x", "", "[1000000, inf)"],
+        "in_eval_subset": pa.array([True, False, None, True, False]),
+    })
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(t.column_names)
+    w.writerows(zip(*(t.column(c).to_pylist() for c in t.column_names)))
+    assert _csv(t) == buf.getvalue()
+    assert _csv(t.slice(0, 0)) == "identity_id,name,count,bin,in_eval_subset\n"

@@ -62,6 +62,17 @@ def test_normalized_whole_tokens_overlaps_and_aliases():
     ]
 
 
+def test_an_identity_matched_twice_reports_its_name_before_its_aliases():
+    # b's alias normalises like a's name, which comes first in the file: b still reports its own name first.
+    ids = idents([("a", "Barack Obama", ["Obama"]), ("b", "OBAMA", ["Barack-Obama"]), ("c", "Chris Evans", ["Evans"])])
+    texts = pa.array(["Barack Obama and OBAMA", "Evans, Chris Evans", "barack obama"], pa.string())
+    for mode, kw in (("normalized", {}), ("fuzzy", {"fuzzy_threshold": 80.0})):
+        got = Matcher(ids, mode, **kw).match(texts).to_pylist()
+        assert [(r["row"], r["identity_index"], r["matched_alias"]) for r in got] == [
+            (0, 0, "Barack Obama"), (0, 1, "OBAMA"), (1, 2, "Chris Evans"), (2, 0, "Barack Obama"), (2, 1, "OBAMA"),
+        ], mode
+
+
 def test_paper_is_case_sensitive_literal_substring():
     texts = ["Chris Evansville", "CHRIS EVANS", "Adrianne Leon", "Johannes BX Kerner", "Johannes B. Kerner", "xObama"]
     assert found("paper", texts) == [

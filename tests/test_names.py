@@ -158,3 +158,11 @@ def test_csv_cases_parse_or_fail_with_a_line(tmp_path, text):
         table, stats = parse_names(path)
         assert table.num_rows == stats["identities"] > 0
         assert all(" " not in (n[0], n[-1]) and "  " not in n for n in table.column("name").to_pylist())
+
+
+def test_identity_id_check_agrees_with_its_regex():
+    from idia.names import ID_RE, _id_ok
+
+    cases = ["a", "-", "__", "a-b_c", "A9", "a" * 64, "a" * 65, "a b", "a.b", "é", "a\n", "", "ab/c", "1", "x\u00b2", "٣"]
+    for c in cases:
+        assert _id_ok(c) == bool(ID_RE.match(c)), c
