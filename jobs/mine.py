@@ -711,6 +711,10 @@ def main(args: argparse.Namespace) -> int:
     print(f"  lists: {li['members']} members, {li['non_members']} non-members, {li['eval_subset']} in eval subset")
     for b in s["skipped_files"]:
         print(f"  skipped {b['file']}: {b['reason']}")
+    steps = ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in s.get("stage_s", {}).items())
+    units = f"{s.get('work_units', 0)} scan tasks" + (f", {t.get('units_resumed', 0)} reused" if t.get("units_resumed") else "")
+    if steps:
+        print(f"  time: {steps} ({units})")
     print(f"  outputs: {cfg.out}/counts.parquet, manifests/, identity_lists/, stats.json   ({s['wall_s']} s)")
     return 0
 
