@@ -2,7 +2,7 @@
 
 A Matcher is built once from the identities table (one automaton over every name and alias) and applied to
 record batches; it returns one row per (caption row, identity), the name or alias that matched, and a score.
-Pure and engine-free: the Spark job calls it inside mapInArrow, the benchmark's floor calls it directly.
+Pure and engine-free: the Spark job's scan tasks call it on each record batch, the benchmark's floor directly.
 
 Modes:
 - normalized: names and captions normalised (idia.normalize), both padded with a space, one Aho-Corasick

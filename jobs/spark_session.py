@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-#: Packages executors import (the mapInArrow functions live in jobs/, the logic in idia/ and schemas/).
+#: Packages executors import (the task functions live in jobs/, the logic in idia/ and schemas/).
 SHIPPED_PACKAGES = ("idia", "schemas", "jobs")
 
 _zip_path: str | None = None
@@ -54,7 +54,7 @@ def get_spark(master: str | None = None, app_name: str = "idia", conf: dict[str,
     local = master.startswith("local")
     defaults = {
         "spark.sql.execution.arrow.pyspark.enabled": "true",
-        # Record batches handed to mapInArrow: this, not the shard size, bounds a Python worker's memory.
+        # Arrow batches of DataFrame <-> Python exchanges (the mining job reads its own batches: --batch-size).
         "spark.sql.execution.arrow.maxRecordsPerBatch": "8192",
         # A few hundred shuffle partitions is tuned for big clusters; small jobs pay for each one.
         "spark.sql.shuffle.partitions": "8" if local else "64",
