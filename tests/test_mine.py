@@ -218,3 +218,47 @@ def test_killed_run_resumes_finished_units(spark_local, tmp_path):
     counts = {r["identity_id"]: [r["n_captions"], r["n_unique_urls"]] for r in pq.read_table(out / "counts.parquet").to_pylist()}
     assert counts == summary["expected"]["normalized"]
     assert stats["totals"]["rows_read"] == 30_000 and not list(out.glob(".mine-staging-*"))
+
+
+def test_merge_sorts_each_bucket_and_counts_unique_non_null_urls(tmp_path):
+    """Merge tasks on hand-made staged units: rows sorted (identity_id, file, row); repeated and null URLs counted right."""
+    import numpy as np
+
+    from jobs.mine import STAGED, _StagedWriter, merge_buckets
+
+    ids = ["zed", "amy", "bob"]  # identity_id order: amy, bob, zed
+
+    def unit(name, file_index, rows):  # rows: (row_number, identity_index, bucket, URL)
+        rows = sorted(rows, key=lambda r: (r[2], r[0]))  # bucket runs, row order inside each: what scan tasks stage
+        n = len(rows)
+        cols = {
+            "file_index": pa.array([file_index] * n, pa.int32()), "row_number": pa.array([r[0] for r in rows], pa.int64()),
+            "identity_index": pa.array([r[1] for r in rows], pa.int32()), "bucket": pa.array([r[2] for r in rows], pa.int32()),
+            "SAMPLE_ID": pa.array([r[0] for r in rows], pa.int64()), "URL": pa.array([r[3] for r in rows], pa.string()),
+            "TEXT": pa.array(["t"] * n), "WIDTH": pa.array([1] * n, pa.int32()), "HEIGHT": pa.array([1] * n, pa.int32()),
+            "NSFW": pa.array(["UNLIKELY"] * n), "similarity": pa.array([0.3] * n), "matched_alias": pa.array(["x"] * n),
+            "match_score": pa.array([100.0] * n), "n_identities_in_caption": pa.array([1] * n, pa.int32()),
+        }
+        w = _StagedWriter(tmp_path / f"{name}.arrow")
+        w.add(pa.RecordBatch.from_arrays([cols[f.name] for f in STAGED], schema=STAGED))
+        return w.close(), w.batches
+
+    parts = [
+        unit("u0", 0, [(5, 0, 1, "u1"), (2, 0, 1, "u1"), (7, 1, 0, None), (3, 2, 1, "u2")]),
+        unit("u1", 1, [(0, 0, 1, "u3"), (1, 1, 0, "u4"), (4, 2, 1, "u2"), (9, 1, 0, "u4")]),
+    ]
+    (tmp_path / "manifests").mkdir()
+    rank = np.argsort(np.argsort(ids)).tolist()
+    payload = {"parts": sorted(parts), "buckets": 2, "merge_tasks": 1, "identity_ids": ids, "files": ["f0", "f1"],
+               "identity_rank": rank, "staging": str(tmp_path)}
+    out = {r["bucket"]: r for r in merge_buckets(payload, 0)}
+    assert sorted(out) == [0, 1] and out[0]["n_captions"] == 3 and out[1]["n_captions"] == 5
+    counts = {}
+    for r in out.values():
+        for c in pa.ipc.open_stream(r["counts"]).read_all().to_pylist():
+            counts[ids[c["identity_index"]]] = (c["n_captions"], c["n_unique_urls"])
+    assert counts == {"zed": (3, 2), "amy": (3, 1), "bob": (2, 1)}  # amy: one null URL, one URL twice
+    m1 = pq.read_table(out[1]["path"]).to_pylist()
+    assert [(r["identity_id"], r["source_file"], r["SAMPLE_ID"]) for r in m1] == [
+        ("bob", "f0", 3), ("bob", "f1", 4), ("zed", "f0", 2), ("zed", "f0", 5), ("zed", "f1", 0)]
+    assert pq.read_table(out[0]["path"]).schema.equals(MANIFEST)
