@@ -233,37 +233,43 @@ def main() -> int:
 
 def render(res: dict) -> str:
     R = res["rows"]
-    f1, j1 = R[1000]["floor"]["per_core"], R[1000]["job"]["per_core"]
+    base = R.get(1000) or R.get("1000")  # the 1k-names row carries the pandas and rlike baselines
+    first = next(iter(R.values()))
     lines = [
         f"Command: `.venv/bin/python -m bench.mine` ({res['captions']:,} generated captions in {res['files']} shards, "
         "`normalized` mode; Spark `local[2]`, per-core = rate / 2; floor and pandas on one core; the job's session "
         f"with the project's local defaults{' plus ' + str(res.get('spark_conf')) if res.get('spark_conf') else ''}, "
         "rlike in its own session with the JVM's full JIT).",
         "",
-        f"Per-core rates are medians of {len(R[1000]['ratio']['all'])} runs; job / floor is the median of the ratios of "
+        f"Per-core rates are medians of {len(first['ratio']['all'])} runs; job / floor is the median of the ratios of "
         "back-to-back pairs (floor run, then job run), with their range.",
         "",
         "| names | floor (1 proc) capt/s/core | Spark job capt/s/core | job / floor (range) | pandas str.contains capt/s/core | Spark rlike capt/s/core | job / pandas |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    pandas_per_name = R[1000]["pandas"]["s"] / R[1000]["pandas"]["rows"] / 1000  # seconds per caption per name
+    # seconds per caption per name, from the 1k-names run (absent when --name-sizes leaves 1,000 out)
+    pandas_per_name = base["pandas"]["s"] / base["pandas"]["rows"] / 1000 if base else None
     for n, r in R.items():
         fl, jb = r["floor"]["per_core"], r["job"]["per_core"]
-        pd_rate = 1.0 / (pandas_per_name * int(n))  # extrapolated beyond 1k names: one scan per name
-        pd_note = "" if int(n) == 1000 else " (extrap.)"
         rl = f"{r['rlike']['per_core']:,.0f}" if "rlike" in r else "not run (regex too large)"
+        if pandas_per_name:
+            pd_rate = 1.0 / (pandas_per_name * int(n))  # extrapolated beyond 1k names: one scan per name
+            pd_cells = f"{pd_rate:,.0f}{'' if int(n) == 1000 else ' (extrap.)'} | {rl} | {jb / pd_rate:,.0f}x"
+        else:
+            pd_cells = f"not run (needs the 1k-names run) | {rl} | -"
         lines.append(
             f"| {int(n):,} | {fl:,.0f} | {jb:,.0f} | {r['ratio']['median']:.2f} ({min(r['ratio']['all']):.2f}-"
-            f"{max(r['ratio']['all']):.2f}) | {pd_rate:,.0f}{pd_note} | {rl} | {jb / pd_rate:,.0f}x |"
+            f"{max(r['ratio']['all']):.2f}) | {pd_cells} |"
         )
     lines.append("")
-    if 100000 in R:
-        lines.append(f"- 100k names vs 1k names (job time per caption): {j1 / R[100000]['job']['per_core']:.2f}x; floor: "
-                     f"{f1 / R[100000]['floor']['per_core']:.2f}x.")
-    lines.append(
-        f"- pandas measured on {R[1000]['pandas']['rows']:,} captions x 1,000 names; rlike on {R[1000]['rlike']['rows']:,} "
-        "(1k names)" + (f" and {R[10000]['rlike']['rows']:,} (10k names)" if 10000 in R else "") + " captions."
-    )
+    if 100000 in R and base:
+        lines.append(f"- 100k names vs 1k names (job time per caption): {base['job']['per_core'] / R[100000]['job']['per_core']:.2f}x; "
+                     f"floor: {base['floor']['per_core'] / R[100000]['floor']['per_core']:.2f}x.")
+    if base:
+        lines.append(
+            f"- pandas measured on {base['pandas']['rows']:,} captions x 1,000 names; rlike on {base['rlike']['rows']:,} "
+            "(1k names)" + (f" and {R[10000]['rlike']['rows']:,} (10k names)" if 10000 in R else "") + " captions."
+        )
     m = res["memory"]
     lines.append(
         f"- Executor code path (jobs.mine.scan_unit) in a fresh process, peak Arrow memory (pool high-water mark) / "
@@ -283,6 +289,11 @@ def render(res: dict) -> str:
         )
         + "."
     )
+    lines.append("- Pair ratios in run order: " + "; ".join(
+        f"{int(n):,} names: " + ", ".join(f"{x:.2f}" for x in r["ratio"]["all"]) for n, r in R.items()) + ".")
+    lines.append("- Per step in the fastest job run (`stage_s` in stats.json): " + "; ".join(
+        f"{int(n):,} names: " + ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in r["job"].get("stage_s", {}).items())
+        for n, r in R.items()) + ".")
     lines.append("")
     lines.append(f"Projection for {LAION_CAPTIONS / 1e6:.0f}M LAION-400M captions at the measured job rate (linear scaling, I/O not limiting):")
     lines.append("")
