@@ -120,7 +120,7 @@ for fi, f in enumerate(files):
     rgs = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
     good.append({"index": fi, "rows": sum(rgs), "row_groups": rgs})
 units = _units(good, 10**12)  # one task per whole shard: the worst case for the memory bound
-payload = dict(key="k", identities=sink.getvalue().to_pybytes(), identity_ids=ids.column("identity_id").to_pylist(),
+payload = dict(key="k", identities=sink.getvalue().to_pybytes(),
                mode="normalized", threshold=90.0, buckets=16, columns="laion400m", batch_size=batch, files=files,
                units=units, staging=tempfile.mkdtemp(prefix="idia-bench-mem-"))
 _matcher(payload)

@@ -9,8 +9,6 @@ in_eval_subset: member or non_member with count < member_max (the study evaluate
 
 from __future__ import annotations
 
-import csv
-import io
 import zlib
 from pathlib import Path
 
@@ -60,8 +58,8 @@ def build_identity_list(counts: pa.Table, member_min: int = 1, member_max: int =
 
 
 def _csv_column(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    """One column as CSV field text: Python csv's QUOTE_MINIMAL rule (quote a field holding , " CR or LF, double
-    its quotes), booleans as True/False, nulls as empty fields."""
+    """One column as CSV field text, as pandas' to_csv wrote these files: Python csv's QUOTE_MINIMAL rule (quote a
+    field holding , " CR or LF, double its quotes), booleans as True/False, nulls as empty fields."""
     if pa.types.is_boolean(col.type):
         text = pc.if_else(col, "True", "False")
     elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
@@ -81,19 +79,17 @@ def _csv_rows(fields: pa.Table) -> str:
     return header + "\n" + "\n".join(rows.to_pylist()) + "\n"
 
 
-def _csv(table: pa.Table) -> str:
-    """CSV with a plain header, quotes only where needed, booleans as True/False (what pandas' to_csv wrote).
-
-    Built column-wise with Arrow compute (a Python csv.writer took ~0.5 s per 100k identities).
-    """
-    return _csv_rows(pa.table({c: _csv_column(table.column(c)) for c in table.column_names}))
+def _csv_fields(table: pa.Table) -> pa.Table:
+    """Every column as CSV field text (see _csv_column). Built column-wise with Arrow compute: a Python csv.writer
+    took ~0.5 s per 100k identities."""
+    return pa.table({c: _csv_column(table.column(c)) for c in table.column_names})
 
 
 def write_identity_lists(lists: pa.Table, folder: str | Path) -> dict[str, int]:
     """occurrences.parquet/.csv, members.csv, non_members.csv, eval_subset.csv under `folder`; returns sizes."""
     folder = Path(folder)
     write_parquet(lists, folder / "occurrences.parquet")
-    fields = pa.table({c: _csv_column(lists.column(c)) for c in lists.column_names})  # field texts, made once
+    fields = _csv_fields(lists)  # made once; the three lists below are subsets of its rows
     write_text(_csv_rows(fields), folder / "occurrences.csv")
     masks = {
         "members": pc.equal(lists["membership"], "member"),

@@ -41,7 +41,6 @@ from idia.errors import InputFileError
 from idia.stats import Stats
 from schemas import IDENTITIES
 
-ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 MAX_NAME_CHARS = 256
 _WS_RE = re.compile(r"\s+")
 # ASCII characters of category Cc that are not whitespace: what normalize_name rejects, found by one regex search.
@@ -113,8 +112,8 @@ def _is_csv_header(line: str) -> bool:
     return len(fields) >= 2 and "name" in [f.strip() for f in fields]
 
 
-def _id_ok(rid: str) -> bool:
-    """ID_RE's rule without a regex call per row: 1-64 of A-Z a-z 0-9 _ -."""
+def valid_identity_id(rid: str) -> bool:
+    """The path-safe identity_id rule: 1-64 of A-Z a-z 0-9 _ - (string methods: a regex per row cost ~2 us here)."""
     if not (0 < len(rid) <= 64 and rid.isascii()):
         return False
     rest = rid.replace("-", "").replace("_", "")
@@ -198,7 +197,7 @@ def parse_names(path: str | Path) -> tuple[pa.Table, Stats]:
         seen_name[name] = line
         if rid is None:
             rid = derive_identity_id(name)
-        elif not _id_ok(rid):
+        elif not valid_identity_id(rid):
             raise InputFileError(
                 f"{where}: line {line}: identity_id {rid!r} is not path-safe (allowed: A-Z a-z 0-9 _ -, 1-64 chars)"
             )

@@ -17,7 +17,7 @@ import pyarrow as pa
 from idia.download_images import parse_bbox
 from idia.download_inputs import REQUESTS
 from idia.errors import InputFileError
-from idia.names import ID_RE, decode_utf8, normalize_name
+from idia.names import decode_utf8, normalize_name, valid_identity_id
 from idia.stats import Stats, check_sum
 
 REQUIRED_COLUMNS = ("name", "image_id", "face_id", "url", "bbox", "sha256")
@@ -84,7 +84,7 @@ def read_query_list(path: str | Path, identities: pa.Table | None) -> tuple[pa.T
             raise InputFileError(f"{path}: line {lineno}: column sha256: {sha!r} is not 64 hex digits")
         ident = fields[col["identity_id"]].strip() if has_id else ""
         if ident:
-            if not ID_RE.match(ident):
+            if not valid_identity_id(ident):
                 raise InputFileError(f"{path}: line {lineno}: identity_id {ident!r} must match [A-Za-z0-9_-]{{1,64}}")
         else:
             ident = lookup.get(name, "")

@@ -519,7 +519,6 @@ def run_mine(cfg: MineConfig, spark=None) -> dict:
     payload = {
         "key": hashlib.sha256(ident_bytes + f"{cfg.match}|{cfg.fuzzy_threshold}|{cfg.buckets}".encode()).hexdigest(),
         "identities": ident_bytes,
-        "identity_ids": identities.column("identity_id").to_pylist(),
         "mode": cfg.match,
         "threshold": cfg.fuzzy_threshold,
         "buckets": cfg.buckets,
@@ -552,13 +551,12 @@ def run_mine(cfg: MineConfig, spark=None) -> dict:
         (staging / "manifests").mkdir(exist_ok=True)
         t_stage = time.time()
         merge_tasks = min(cfg.buckets, spark.sparkContext.defaultParallelism) if parts else 0
-        ids = payload["identity_ids"]
-        rank = np.empty(len(ids), np.int64)
-        rank[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
+        rank = np.empty(identities.num_rows, np.int64)  # each identity's place in identity_id order
+        rank[pc.sort_indices(identities.column("identity_id")).to_numpy()] = np.arange(identities.num_rows)
         merged = _stage(
             spark,
             {**payload, "units": None, "identities": None, "parts": parts, "merge_tasks": merge_tasks,
-             "identity_rank": rank.tolist()},
+             "identity_ids": identities.column("identity_id").to_pylist(), "identity_rank": rank.tolist()},
             merge_tasks, merge_buckets, MERGED, "mine: merge",
         )
         timings["merge_s"] = round(time.time() - t_stage, 3)

@@ -65,7 +65,7 @@ def test_csv_writer_quotes_like_python_csv():
 
     import pyarrow as pa
 
-    from idia.identity_lists import _csv
+    from idia.identity_lists import _csv_fields, _csv_rows
 
     t = pa.table({
         "identity_id": ["a", "b", "c", "d", "e"],
@@ -78,5 +78,5 @@ def test_csv_writer_quotes_like_python_csv():
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(t.column_names)
     w.writerows(zip(*(t.column(c).to_pylist() for c in t.column_names)))
-    assert _csv(t) == buf.getvalue()
-    assert _csv(t.slice(0, 0)) == "identity_id,name,count,bin,in_eval_subset\n"
+    assert _csv_rows(_csv_fields(t)) == buf.getvalue()
+    assert _csv_rows(_csv_fields(t.slice(0, 0))) == "identity_id,name,count,bin,in_eval_subset\n"
