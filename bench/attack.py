@@ -45,7 +45,7 @@ def raw_forward(params: dict, paths: list[str], batch_size: int, repeats: int = 
     import torch
     from PIL import Image
 
-    from idia.embeddings import encode_image_tensor
+    from idia.attack.embeddings import encode_image_tensor
     from jobs.attack import _model
 
     model, preprocess, _, device = _model(params)

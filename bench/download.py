@@ -42,7 +42,7 @@ def run(n: int = 3000, reps: int = 2, processes: int = 2, threads: int = 16, sha
     import pyarrow.parquet as pq
     from img2dataset import download as i2d_download
 
-    from idia.loopback_server import LoopbackServer
+    from idia.world.server import LoopbackServer
     from jobs.download import OPT_OUT_DIRECTIVES, DownloadConfig, run_download
     from schemas import IDENTITIES, MANIFEST
 
@@ -118,10 +118,10 @@ def micro(n: int = 600, rounds: int = 5) -> dict:
 
     from img2dataset.resizer import Resizer
 
-    from idia.download_guard import build_guarded_opener
-    from idia.download_images import SafeResizer
-    from idia.loopback_server import LoopbackServer
-    from idia.url_guard import UrlGuard
+    from idia.download.opener import build_guarded_opener
+    from idia.download.image_checks import SafeResizer
+    from idia.world.server import LoopbackServer
+    from idia.download.url_guard import UrlGuard
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-download-micro-"))
     _make_site(tmp, 50)

@@ -24,7 +24,7 @@ NAME_SIZES = (1_000, 10_000, 100_000)
 
 
 def write_names(n: int, path: Path, seed: int) -> Path:
-    from idia.sample_laion import generate_names
+    from idia.mine.sample import generate_names
 
     import csv
 
@@ -38,8 +38,8 @@ def write_names(n: int, path: Path, seed: int) -> Path:
 
 def floor(files: list[Path], names: Path, mode: str = "normalized", batch: int = 8192) -> tuple[float, int, int]:
     """One process: pyarrow read + the same normalisation + the automaton. Returns (seconds, rows, matches)."""
-    from idia.matching import Matcher
-    from idia.names import read_names
+    from idia.mine.match import Matcher
+    from idia.mine.names import read_names
 
     m = Matcher(read_names(names), mode)
     t0 = time.perf_counter()
@@ -58,7 +58,7 @@ warnings.filterwarnings("ignore", message="This pattern is interpreted as a regu
 
 def pandas_study(files: list[Path], names: Path, sample_rows: int) -> tuple[float, int, int]:
     """The study's method on a subsample: df.TEXT.str.contains(name) once per name (regex, case-sensitive)."""
-    from idia.names import read_names
+    from idia.mine.names import read_names
 
     df = pq.read_table(files[0], columns=["TEXT"]).slice(0, sample_rows).to_pandas()
     nm = read_names(names).column("name").to_pylist()
@@ -92,7 +92,7 @@ def spark_rlike(spark, files: list[Path], names: Path, sample_rows: int) -> tupl
     """One big alternation of quoted names, Spark rlike (Java regex), on a subsample."""
     from pyspark.sql import functions as F
 
-    from idia.names import read_names
+    from idia.mine.names import read_names
 
     nm = read_names(names).column("name").to_pylist()
     pattern = "(?:" + "|".join(r"\Q" + n.replace(r"\E", r"\E\\E\Q") + r"\E" for n in nm) + ")"
@@ -109,7 +109,7 @@ MEM_SCRIPT = r"""
 import sys, json, tempfile
 from jobs.mine import scan_unit, _matcher, _units
 import pyarrow as pa, pyarrow.parquet as pq
-from idia.names import read_names
+from idia.mine.names import read_names
 files, names, batch = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 ids = read_names(names)
 sink = pa.BufferOutputStream()
@@ -170,7 +170,7 @@ def main() -> int:
     os.environ["IDIA_KEEP_SPARK"] = "1"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from idia.sample_laion import SampleConfig, generate
+    from idia.mine.sample import SampleConfig, generate
 
     data = out / "data"
     if not (data / "expected.json").exists():

@@ -13,7 +13,7 @@ import torch
 from open_clip.loss import ClipLoss
 from open_clip.model import CLIP
 
-from idia.train import TrainConfig
+from idia.world.train import TrainConfig
 
 ARCHS = {
     # the known-feasible architecture: ViT 64 px, patch 8, width 192, 4 layers; text 3 layers width 128

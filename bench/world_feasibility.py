@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from idia.aggregate import attack_identity, predict
-from idia.candidates import build_candidates
-from idia.embeddings import encode_image_tensor, text_embeddings
-from idia.models import load_model
-from idia.names import read_names
-from idia.prompts import TEMPLATES
+from idia.attack.decision import attack_identity, predict
+from idia.attack.candidates import build_candidates
+from idia.attack.embeddings import encode_image_tensor, text_embeddings
+from idia.attack.models import load_model
+from idia.mine.names import read_names
+from idia.attack.prompts import TEMPLATES
 from idia.world.generate import read_truth
 
 

@@ -1,8 +1,10 @@
-"""The `idia` command: one subcommand per stage plus `run` for a whole pipeline.
+"""The `idia` command: one subcommand per stage, `run` for a whole pipeline, and the tools around them.
 
-Each subcommand lives in its own module, which provides `add_arguments(parser)` and `main(args) -> int`.
-Modules are imported only when their subcommand runs, so `idia --help` stays fast and Spark, Dask and
-torch load only where needed.
+Every stage's options are generated from its config dataclass (pipelines/options.py), so `--help` lists every key
+with its default, and `--config FILE` (YAML/JSON with the same keys) works for every stage, options typed on the
+command line overriding the file. Modules load only when their subcommand runs, so `idia --help` stays fast and
+Spark, Dask and torch load only where needed. Runs as `idia ...`, `python -m pipelines.cli ...`, and
+`spark-submit pipelines/cli.py mine ...`.
 """
 
 from __future__ import annotations
@@ -11,18 +13,187 @@ import argparse
 import importlib
 import os
 import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
-# name -> (module, one-line help). The module's docstring is the subcommand's long description.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "sample-laion": ("idia.sample_laion", "write LAION-400M-schema parquet shards with known name counts (test data)"),
-    "mine": ("jobs.mine", "Spark job: scan caption shards for names -> counts, manifests, identity lists"),
-    "compare-lists": ("idia.compare_lists", "set a regenerated occurrence table beside the study's published one"),
-    "download": ("jobs.download", "img2dataset: manifests or a FaceScrub-layout query list -> webdataset shards"),
-    "attack": ("jobs.attack", "Dask job: run the identity inference attack with an open_clip model"),
-    "evaluate": ("jobs.evaluate", "join attack results with mined ground truth -> metrics per k, plots"),
-    "world": ("idia.world.cli", "generate the synthetic world (identities, images, caption shards, query list)"),
-    "train": ("idia.train", "train the tiny CLIP on a synthetic world's caption shards"),
-    "run": ("pipelines.run", "run a whole pipeline from a config: mine -> download -> attack -> evaluate"),
+if __name__ == "__main__" and not __package__:  # spark-submit pipelines/cli.py: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _load(ref: str):
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    config: str | None  # "module:ConfigClass": its fields become the options
+    run: Callable[[argparse.Namespace], int]
+    extra: Callable[[argparse.ArgumentParser], None] | None = None
+    doc: str | None = None  # module whose docstring is the long description
+
+
+def _cfg(args: argparse.Namespace, ref: str, base: dict | None = None):
+    from pipelines.options import config_from_args
+
+    cls = _load(ref)
+    return config_from_args(cls, args, f"{args.command} config", base)
+
+
+# ----------------------------------------------------------------------------------------------------- commands
+def _sample(args) -> int:
+    from idia.mine.sample import generate
+    from pipelines import summaries
+
+    cfg = _cfg(args, "idia.mine.sample:SampleConfig")
+    summaries.sample(generate(cfg), cfg.out)
+    return 0
+
+
+def _mine(args) -> int:
+    from jobs.mine import run_mine
+    from pipelines import summaries
+
+    cfg = _cfg(args, "idia.mine.config:MineConfig")
+    summaries.mine(run_mine(cfg), cfg.out)
+    return 0
+
+
+def _compare(args) -> int:
+    from idia.mine.compare import compare_to_published
+    from pipelines import summaries
+
+    cfg = _cfg(args, "idia.mine.compare:CompareConfig")
+    summaries.compare(compare_to_published(cfg.regenerated, cfg.out, cfg.published), cfg.out)
+    return 0
+
+
+def _download(args) -> int:
+    from jobs.download import run_download
+    from pipelines import summaries
+
+    cfg = _cfg(args, "idia.download.config:DownloadConfig")
+    summaries.download(run_download(cfg), cfg.out)
+    return 0
+
+
+def _attack(args) -> int:
+    from jobs.attack import run_attack
+    from pipelines import summaries
+
+    cfg = _cfg(args, "idia.attack.config:AttackConfig")
+    summaries.table("attack", run_attack(cfg, progress=not args.quiet), cfg.out)
+    return 0
+
+
+def _evaluate(args) -> int:
+    from idia.evaluate.stage import run_evaluate
+    from pipelines import summaries
+
+    cfg = _cfg(args, "idia.evaluate.stage:EvaluateConfig")
+    summaries.evaluate(run_evaluate(cfg), cfg.out)
+    return 0
+
+
+def _world(args) -> int:
+    from idia.core.config import to_dict
+    from idia.world.generate import PRESETS, generate_world
+    from pipelines import summaries
+
+    cfg = _cfg(args, "idia.world.generate:WorldConfig", base=to_dict(PRESETS[args.preset]))
+    summaries.world(generate_world(cfg, args.out, args.base_url, progress=not args.quiet, force=args.force), args.out)
+    return 0
+
+
+def _train(args) -> int:
+    from idia.core.config import to_dict
+    from idia.world.train import PRESETS, train_tiny_clip
+    from pipelines import summaries
+
+    cfg = _cfg(args, "idia.world.train:TrainConfig", base=to_dict(PRESETS[args.preset]))
+    summaries.train(train_tiny_clip(cfg, args.world, args.out, progress=not args.quiet, force=args.force), args.out)
+    return 0
+
+
+def _serve(args) -> int:
+    from idia.core.atomic import write_text
+    from idia.world.server import LoopbackServer
+
+    srv = LoopbackServer(args.root, args.host, args.port)
+    if args.port_file:
+        write_text(str(srv.port), args.port_file)
+    print(f"serving {args.root} on http://{srv.host}:{srv.port}/ (stop with Ctrl-C or by PID)", flush=True)
+    srv.serve_forever()
+    return 0
+
+
+def _run(args) -> int:
+    from pipelines.run import main
+
+    return main(args)
+
+
+# ----------------------------------------------------------------------------------------------------- extra options
+def _quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _world_extra(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="world folder to write (skipped if complete with the same config)")
+    p.add_argument("--preset", choices=["demo", "reduced"], default="demo",
+                   help="starting configuration: demo (the end-to-end demo's world) or reduced (test-suite size); "
+                        "--config and options apply over it")
+    p.add_argument("--base-url", default="http://127.0.0.1:8765",
+                   help="URL prefix of the image server that will serve the world folder (`idia serve --root OUT`)")
+    p.add_argument("--force", action="store_true", help="start the folder over, also when it was made with other settings")
+    _quiet(p)
+
+
+def _train_extra(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--world", required=True, help="world folder written by `idia world`")
+    p.add_argument("--out", required=True, help="model folder to write (open_clip local-dir: format)")
+    p.add_argument("--preset", choices=["demo", "reduced"], default="demo",
+                   help="starting configuration: demo (the end-to-end demo's) or reduced (test-suite size)")
+    p.add_argument("--force", action="store_true", help="retrain, also over a model made with other settings")
+    _quiet(p)
+
+
+def _serve_extra(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", required=True, help="folder to serve")
+    p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (loopback only)")
+    p.add_argument("--port", type=int, default=0, help="port (0: any free port)")
+    p.add_argument("--port-file", help="write the bound port here once listening (atomic)")
+
+
+def _run_extra(p: argparse.ArgumentParser) -> None:
+    from pipelines.run import add_arguments
+
+    add_arguments(p)
+
+
+COMMANDS: dict[str, Command] = {
+    "sample-laion": Command("write LAION-400M-schema parquet shards with known name counts (test data)",
+                            "idia.mine.sample:SampleConfig", _sample, doc="idia.mine.sample"),
+    "mine": Command("Spark job: scan caption shards for names -> counts, manifests, identity lists",
+                    "idia.mine.config:MineConfig", _mine, doc="idia.mine.stage"),
+    "compare-lists": Command("set a regenerated occurrence table beside the study's published one",
+                             "idia.mine.compare:CompareConfig", _compare, doc="idia.mine.compare"),
+    "download": Command("img2dataset: manifests or a FaceScrub-layout query list -> webdataset shards",
+                        "idia.download.config:DownloadConfig", _download, doc="idia.download.stage"),
+    "attack": Command("Dask job: run the identity inference attack with an open_clip model",
+                      "idia.attack.config:AttackConfig", _attack, _quiet, doc="idia.attack.stage"),
+    "evaluate": Command("join attack results with the ground truth -> metrics per k and tau, membership, plots",
+                        "idia.evaluate.stage:EvaluateConfig", _evaluate, doc="idia.evaluate.stage"),
+    "world": Command("generate the synthetic world (identities, images, caption shards, query list)",
+                     "idia.world.generate:WorldConfig", _world, _world_extra, doc="idia.world.generate"),
+    "train": Command("train the tiny CLIP on a synthetic world's caption shards",
+                     "idia.world.train:TrainConfig", _train, _train_extra, doc="idia.world.train"),
+    "serve": Command("serve a folder (a synthetic world) over HTTP on a loopback address", None, _serve,
+                     _serve_extra, doc="idia.world.server"),
+    "run": Command("run a whole pipeline from a config: [world -> train ->] mine -> download -> attack -> evaluate",
+                   None, _run, _run_extra, doc="pipelines.run"),
 }
 
 
@@ -34,42 +205,57 @@ def _environment() -> None:
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="idia",
-        description="Audit CLIP models for identity leakage: does the model know who is in its training data?",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, short) in COMMANDS.items():
-        p = sub.add_parser(name, help=short, description=short, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        p.set_defaults(_module=module)
-    return parser
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("idia-audit")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def build_parser(name: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser, or with `name` the full parser of one subcommand (imports only that command's config)."""
+    if name is None:
+        parser = argparse.ArgumentParser(
+            prog="idia", formatter_class=argparse.RawDescriptionHelpFormatter,
+            description="Audit CLIP models for identity leakage: does the model know who is in its training data?")
+        parser.add_argument("--version", action="version", version=f"idia {_version()}")
+        sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+        for n, c in COMMANDS.items():
+            sub.add_parser(n, help=c.help, description=c.help)
+        return parser
+    c = COMMANDS[name]
+    doc = (importlib.import_module(c.doc).__doc__ if c.doc else None) or c.help
+    p = argparse.ArgumentParser(prog=f"idia {name}", description=doc.strip(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(command=name)
+    if c.extra:
+        c.extra(p)
+    if c.config:
+        from pipelines.options import add_config_options
+
+        p.add_argument("--config", help="YAML/JSON file with this command's keys (listed below); options given here "
+                                        "override it")
+        add_config_options(p, _load(c.config))
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
     _environment()
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        if argv and argv[0] not in ("-h", "--help") and argv[0] not in COMMANDS:
-            parser.error(f"unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}")
-        parser.print_help()
-        return 0 if argv else 2
+    top = build_parser()
+    if not argv or argv[0].startswith("-"):
+        top.parse_args(argv or ["--help"])  # --help / --version exit here
+        return 2
+    if argv[0] not in COMMANDS:
+        top.error(f"unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}")
     name = argv[0]
-    module_name, short = COMMANDS[name]
-    module = importlib.import_module(module_name)
-    sub = argparse.ArgumentParser(
-        prog=f"idia {name}",
-        description=(module.__doc__ or short).strip(),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    module.add_arguments(sub)
-    args = sub.parse_args(argv[1:])
-    from idia.errors import USER_ERRORS
+    args = build_parser(name).parse_args(argv[1:])
+    from idia.core.errors import USER_ERRORS
 
     try:
-        return int(module.main(args) or 0)
+        return int(COMMANDS[name].run(args) or 0)
     except USER_ERRORS as exc:
         print(f"idia {name}: error: {exc}", file=sys.stderr)
         return 2

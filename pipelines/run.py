@@ -1,20 +1,25 @@
-"""`idia run CONFIG`: run a whole pipeline (world -> train -> mine -> download -> attack -> evaluate -> report).
+"""`idia run CONFIG`: run a whole pipeline ([world -> train ->] mine -> download -> attack -> evaluate -> report).
 
-The config names each stage's options with the same keys as that stage's own config (see `idia <stage> --help`);
-the runner only wires the stages' folders together. Every stage resumes on its own, so a rerun of the same
-config skips what is complete and a killed run continues where it stopped.
+The config's sections use each stage's own keys (see `idia <stage> --help`); the runner only wires the stages'
+folders together (one subfolder per stage under `out`). Every stage config is built and validated before anything
+runs. `--set section.key=value` overrides any key (`--set world.config.seed=1`, `--set attack.k=[1,5,10]`);
+`--dry-run` prints every stage's resolved config as JSON and runs nothing. Every stage resumes on its own: a rerun
+of the same config skips what is complete, a killed run continues where it stopped, and a rerun with a changed
+setting stops with an error naming it (`--force` starts every stage over).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from idia.atomic import write_json
-from idia.config import ConfigError, from_dict, load_file, to_dict
+from idia.core.atomic import write_json
+from idia.core.config import ConfigError, from_dict, load_file, parse_assignment, to_dict
+from schemas import files
 
 
 @dataclass
@@ -23,7 +28,7 @@ class WorldSection:
 
     preset: str = "demo"  # idia.world.generate.PRESETS
     config: dict = field(default_factory=dict)  # WorldConfig keys over the preset
-    train_preset: str = "demo"  # idia.train.PRESETS
+    train_preset: str = "demo"  # idia.world.train.PRESETS
     train: dict = field(default_factory=dict)  # TrainConfig keys over the preset
     host: str = "127.0.0.1"  # loopback address of the world's image server
     port: int = 8765  # its port; the world's URLs name it, so it is part of the world
@@ -41,19 +46,101 @@ class PipelineConfig:
     headline_k: int = 10  # the k whose metrics the summary prints
 
 
-def load_pipeline(path: str | Path) -> PipelineConfig:
+def apply_overrides(data: dict, assignments: list[str]) -> dict:
+    """`section.key=value` assignments (values read as YAML) into a raw pipeline config, nested keys by dots."""
+    data = json.loads(json.dumps(data))
+    for a in assignments:
+        path, value = parse_assignment(a, "--set")
+        keys = path.split(".")
+        node = data
+        for k in keys[:-1]:
+            if node.get(k) is None:
+                node[k] = {}
+            if not isinstance(node[k], dict):
+                raise ConfigError(f"--set {a!r}: {k} is not a section")
+            node = node[k]
+        node[keys[-1]] = value
+    return data
+
+
+def load_pipeline(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
     """Relative paths in the config are relative to where the command runs, like every other CLI path."""
-    return from_dict(PipelineConfig, load_file(path), str(path))
+    return from_dict(PipelineConfig, apply_overrides(load_file(path), list(overrides)), str(path))
 
 
-def _stage_cfg(cls, section: dict, wired: dict, name: str):
+def _stage_cfg(cls, section: dict, wired: dict, name: str, force: bool):
     clash = sorted(set(section) & set(wired))
     if clash:
         raise ConfigError(f"pipeline {name}: {', '.join(clash)} are set by the pipeline itself; remove them")
-    cfg = from_dict(cls, {**section, **wired}, f"pipeline.{name}")
-    if hasattr(cfg, "validate"):
-        cfg.validate()
+    cfg = from_dict(cls, {**section, **wired, **({"force": True} if force else {})}, f"pipeline.{name}")
+    cfg.validate()
     return cfg
+
+
+@dataclass
+class Plan:
+    """Every stage's resolved config, before anything runs."""
+
+    out: Path
+    world: tuple | None  # (WorldSection, WorldConfig, TrainConfig, world dir, model dir)
+    mine: object
+    download: object
+    attack: object
+    evaluate: object
+
+    def resolved(self) -> dict:
+        d = {"out": str(self.out)}
+        if self.world:
+            w, wcfg, tcfg, world_dir, model_dir = self.world
+            d["world"] = {**to_dict(wcfg), "folder": str(world_dir), "base_url": f"http://{w.host}:{w.port}"}
+            d["train"] = {**to_dict(tcfg), "folder": str(model_dir)}
+        for name in ("mine", "download", "attack", "evaluate"):
+            d[name] = to_dict(getattr(self, name))
+        return d
+
+
+def plan_pipeline(cfg: PipelineConfig, force: bool = False) -> Plan:
+    from idia.attack.config import AttackConfig
+    from idia.download.config import DownloadConfig
+    from idia.evaluate.stage import EvaluateConfig
+    from idia.mine.config import MineConfig
+
+    out = Path(cfg.out)
+    d = {k: out / v for k, v in files.RUN_STAGE_DIRS.items()}
+    mine_wired: dict = {"out": str(d["mine"])}
+    download_wired: dict = {"out": str(d["download"])}
+    attack_wired: dict = {"out": str(d["attack"]), "images": str(d["download"])}
+    if "identities" not in cfg.attack:
+        attack_wired["identities"] = str(d["mine"])
+    evaluate_wired: dict = {"out": str(d["evaluate"]), "attack": str(d["attack"]), "ground_truth": str(d["mine"])}
+
+    world = None
+    if cfg.world:
+        from idia.world.generate import PRESETS as WORLD_PRESETS, WorldConfig
+        from idia.world.train import PRESETS as TRAIN_PRESETS, TrainConfig
+
+        w = cfg.world
+        if w.preset not in WORLD_PRESETS or w.train_preset not in TRAIN_PRESETS:
+            raise ConfigError(f"pipeline.world: unknown preset; world presets {sorted(WORLD_PRESETS)}, "
+                              f"train presets {sorted(TRAIN_PRESETS)}")
+        wcfg = from_dict(WorldConfig, {**to_dict(WORLD_PRESETS[w.preset]), **w.config}, "pipeline.world.config")
+        wcfg.validate()
+        tcfg = from_dict(TrainConfig, {**to_dict(TRAIN_PRESETS[w.train_preset]), **w.train}, "pipeline.world.train")
+        tcfg.validate()
+        world = (w, wcfg, tcfg, d["world"], d["train"])
+        identities = str(d["world"] / files.WORLD_IDENTITIES_CSV)
+        mine_wired |= {"shards": [str(d["world"] / files.LAION_DIR / "*.parquet")], "names": identities}
+        # The study queried with external photos, never training images: the world's query list. Only the demo's
+        # own loopback server is allowed; every other private address stays refused.
+        download_wired |= {"queries": str(d["world"] / files.QUERIES_TSV), "identities": identities,
+                           "allowed_networks": [f"{w.host}/32"]}
+        attack_wired |= {"model": f"local-dir:{d['train']}", "identities": identities}
+
+    return Plan(out, world,
+                _stage_cfg(MineConfig, cfg.mine, mine_wired, "mine", force),
+                _stage_cfg(DownloadConfig, cfg.download, download_wired, "download", force),
+                _stage_cfg(AttackConfig, cfg.attack, attack_wired, "attack", force),
+                _stage_cfg(EvaluateConfig, cfg.evaluate, evaluate_wired, "evaluate", force))
 
 
 class _Stages:
@@ -75,106 +162,74 @@ class _Stages:
         return out
 
 
-def run_pipeline(cfg: PipelineConfig) -> dict:
+def run_pipeline(cfg: PipelineConfig, force: bool = False) -> dict:
     """Run every stage in order; all stage configs are built and validated before anything runs."""
-    from jobs.attack import AttackConfig, run_attack
-    from jobs.download import DownloadConfig, run_download
-    from jobs.evaluate import EvaluateConfig, run_evaluate
-    from jobs.mine import MineConfig, run_mine
+    from jobs.attack import run_attack
+    from jobs.download import run_download
+    from jobs.mine import run_mine
+    from idia.evaluate.stage import run_evaluate
 
-    out = Path(cfg.out)
-    mine_dir = out / "mine"
-    mine_wired: dict = {"out": str(mine_dir)}
-    download_wired: dict = {"out": str(out / "download")}
-    attack_wired: dict = {"out": str(out / "attack"), "images": str(out / "download"), "ground_truth": str(mine_dir)}
-    if "identities" not in cfg.attack:
-        attack_wired["identities"] = str(mine_dir)
-    evaluate_wired: dict = {"out": str(out / "evaluate"), "attack": str(out / "attack"), "ground_truth": str(mine_dir)}
-
-    world = None
-    if cfg.world:
-        from idia.train import PRESETS as TRAIN_PRESETS, TrainConfig
-        from idia.world.generate import PRESETS as WORLD_PRESETS, WorldConfig
-
-        w = cfg.world
-        if w.preset not in WORLD_PRESETS or w.train_preset not in TRAIN_PRESETS:
-            raise ConfigError(f"pipeline.world: unknown preset; world presets {sorted(WORLD_PRESETS)}, "
-                              f"train presets {sorted(TRAIN_PRESETS)}")
-        wcfg = from_dict(WorldConfig, {**to_dict(WORLD_PRESETS[w.preset]), **w.config}, "pipeline.world.config")
-        wcfg.validate()
-        tcfg = from_dict(TrainConfig, {**to_dict(TRAIN_PRESETS[w.train_preset]), **w.train}, "pipeline.world.train")
-        tcfg.validate()
-        world_dir, model_dir = out / "world", out / "model"
-        world = (w, wcfg, tcfg, world_dir, model_dir)
-        identities = str(world_dir / "identities.csv")
-        mine_wired |= {"shards": [str(world_dir / "laion" / "*.parquet")], "names": identities}
-        # The study queried with external photos, never training images: the world's query list. Only the demo's
-        # own loopback server is allowed; every other private address stays refused.
-        download_wired |= {"queries": str(world_dir / "queries.tsv"), "identities": identities,
-                           "allowed_networks": [f"{w.host}/32"]}
-        attack_wired |= {"model": f"local-dir:{model_dir}", "identities": identities}
-
-    mcfg = _stage_cfg(MineConfig, cfg.mine, mine_wired, "mine")
-    dcfg = _stage_cfg(DownloadConfig, cfg.download, download_wired, "download")
-    acfg = _stage_cfg(AttackConfig, cfg.attack, attack_wired, "attack")
-    ecfg = _stage_cfg(EvaluateConfig, cfg.evaluate, evaluate_wired, "evaluate")
-
-    names = (["world", "train"] if world else []) + ["mine"] + (["compare-lists"] if cfg.compare_published else [])
+    plan = plan_pipeline(cfg, force)
+    out = plan.out
+    names = (["world", "train"] if plan.world else []) + ["mine"] + (["compare-lists"] if cfg.compare_published else [])
     stages = _Stages(names + ["download", "attack", "evaluate", "report"])
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
-    write_json(to_dict(cfg), out / "pipeline_config.json")
+    write_json(to_dict(cfg), out / files.PIPELINE_CONFIG_JSON)
 
     server = None
-    if world:
-        from idia.loopback_server import LoopbackServer
-        from idia.train import train_tiny_clip
+    if plan.world:
         from idia.world.generate import generate_world
+        from idia.world.server import LoopbackServer
+        from idia.world.train import train_tiny_clip
 
-        w, wcfg, tcfg, world_dir, model_dir = world
-        stages.run("world", generate_world, wcfg, world_dir, f"http://{w.host}:{w.port}")
-        stages.run("train", train_tiny_clip, tcfg, world_dir, model_dir)
+        w, wcfg, tcfg, world_dir, model_dir = plan.world
+        stages.run("world", generate_world, wcfg, world_dir, f"http://{w.host}:{w.port}", force=force)
+        stages.run("train", train_tiny_clip, tcfg, world_dir, model_dir, force=force)
         server = LoopbackServer(world_dir, host=w.host, port=w.port)
 
-    stages.run("mine", run_mine, mcfg)
+    stages.run("mine", run_mine, plan.mine)
     if cfg.compare_published:
-        from idia.compare_lists import compare_to_published
+        from idia.mine.compare import compare_to_published
 
-        stages.run("compare-lists", compare_to_published, mine_dir, out / "compare")
+        stages.run("compare-lists", compare_to_published, plan.mine.out, out / files.RUN_STAGE_DIRS["compare-lists"])
     if server is not None:
         with server:
-            stages.run("download", run_download, dcfg)
+            stages.run("download", run_download, plan.download)
     else:
-        stages.run("download", run_download, dcfg)
-    stages.run("attack", run_attack, acfg)
-    stages.run("evaluate", run_evaluate, ecfg)
+        stages.run("download", run_download, plan.download)
+    stages.run("attack", run_attack, plan.attack)
+    stages.run("evaluate", run_evaluate, plan.evaluate)
 
-    from pipelines.report import write_report
+    from idia.evaluate.report import write_report
 
-    summary = stages.run("report", write_report, out, world[3] if world else None, cfg.headline_k,
+    summary = stages.run("report", write_report, out, plan.world[3] if plan.world else None, cfg.headline_k,
                          stages.summaries, stages.times)
     summary["wall_s"] = round(time.time() - t0, 1)
     summary["stage_seconds"] = {k: round(v, 1) for k, v in stages.times.items()}
     summary["stages"] = {k: v for k, v in stages.summaries.items() if k != "report"}
-    write_json(summary, out / "summary.json")
+    write_json(summary, out / files.SUMMARY_JSON)
     return summary
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="pipeline config (YAML/JSON), e.g. pipelines/demo.yaml or pipelines/laion400m.yaml")
     p.add_argument("--out", help="run folder; overrides the config's `out`")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config key, value read as YAML (repeatable): --set attack.draws=5, "
+                        "--set world.config.seed=1, --set attack.k=[1,5,10]")
+    p.add_argument("--dry-run", action="store_true", help="print every stage's resolved config as JSON, run nothing")
+    p.add_argument("--force", action="store_true",
+                   help="start every stage over instead of resuming (also over folders made with other settings)")
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = load_pipeline(args.config)
+    cfg = load_pipeline(args.config, args.set)
     if args.out:
         cfg = dataclasses.replace(cfg, out=args.out)
-    summary = run_pipeline(cfg)
+    if args.dry_run:
+        print(json.dumps(plan_pipeline(cfg, args.force).resolved(), indent=2, sort_keys=True, default=str))
+        return 0
+    summary = run_pipeline(cfg, args.force)
     print("\n" + summary["text"])
     return 0
-
-
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(prog="python -m pipelines.run", description=__doc__)
-    add_arguments(ap)
-    raise SystemExit(main(ap.parse_args()))

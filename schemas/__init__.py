@@ -1,7 +1,7 @@
 """The single source of truth for every table that crosses a stage boundary.
 
-Each boundary table is an Arrow schema here. Spark types (`schemas.spark`) and input validation
-(`schemas.validate`) are derived from these; no stage spells a column list of its own.
+Each boundary table is an Arrow schema here. Input validation (`schemas.validate`) is derived from
+these, file names and layouts are in `schemas.files`; no stage spells a column list of its own.
 """
 
 from __future__ import annotations
@@ -89,6 +89,11 @@ IDENTITIES = pa.schema(
     ]
 )
 
+#: Columns of a names CSV (`identity_id,name[,aliases][,sex]`; only `name` is required, extra columns ignored).
+NAMES_CSV_COLUMNS = ("identity_id", "name", "aliases", "sex")
+#: aliases are joined with this character in a names CSV.
+ALIAS_SEPARATOR = "|"
+
 # --------------------------------------------------------------------------------------------
 # mine outputs
 # --------------------------------------------------------------------------------------------
@@ -135,8 +140,24 @@ IDENTITY_LIST = pa.schema(
 )
 
 # --------------------------------------------------------------------------------------------
-# download outputs
+# download inputs and outputs
 # --------------------------------------------------------------------------------------------
+
+#: An external query-image list, FaceScrub layout: tab-separated with this header (extra columns ignored; an
+#: optional `identity_id` column overrides the name lookup). bbox "x1,y1,x2,y2" or empty; sha256 64 hex or empty.
+QUERY_LIST_COLUMNS = ("name", "image_id", "face_id", "url", "bbox", "sha256")
+QUERY_LIST_OPTIONAL_COLUMNS = ("identity_id",)
+
+#: The rows a download fetches (requests.parquet in the download folder): one per (identity_id, source_id).
+REQUESTS = pa.schema(
+    [
+        pa.field("identity_id", pa.string(), nullable=False),
+        pa.field("source_id", pa.string(), nullable=False),  # SAMPLE_ID as text, or the query list's image_id
+        pa.field("url", pa.string(), nullable=False),
+        pa.field("bbox", pa.string()),  # "x1,y1,x2,y2" face box to crop to, or null
+        pa.field("sha256", pa.string()),  # expected sha256 of the downloaded bytes, or null
+    ]
+)
 
 #: One row per requested URL: where it ended up. Requested = downloaded + failed, per identity.
 DOWNLOAD_INDEX = pa.schema(
@@ -220,6 +241,34 @@ METRICS = pa.schema(
     ]
 )
 
+# --------------------------------------------------------------------------------------------
+# controlled experiments (the synthetic world) and their evaluation
+# --------------------------------------------------------------------------------------------
+
+#: Ground truth of a controlled experiment (the world's truth.csv): who was in training, with how many images.
+TRUTH = pa.schema(
+    [
+        pa.field("identity_id", pa.string(), nullable=False),
+        pa.field("is_member", pa.bool_(), nullable=False),
+        pa.field("n_train_images", pa.int64(), nullable=False),
+        pa.field("group", pa.string(), nullable=False),  # "main", "sweep_<n>", "non_member"
+    ]
+)
+
+#: The injection sweep (evaluate/sweep.csv): per truth group, the share of draws predicted member at one k.
+SWEEP = pa.schema(
+    [
+        pa.field("group", pa.string(), nullable=False),
+        pa.field("is_member", pa.bool_(), nullable=False),
+        pa.field("n_train_images", pa.int64(), nullable=False),
+        pa.field("n_identities", pa.int64(), nullable=False),
+        pa.field("rate", pa.string(), nullable=False),  # "tpr" for member groups, "fpr" for the non-member group
+        pa.field("mean", pa.float64(), nullable=False),
+        pa.field("std", pa.float64(), nullable=False),
+        pa.field("n_draws", pa.int64(), nullable=False),
+    ]
+)
+
 ALL = {
     "laion400m": LAION_400M,
     "laion2b_en": LAION_2B_EN,
@@ -227,6 +276,7 @@ ALL = {
     "counts": COUNTS,
     "manifest": MANIFEST,
     "identity_list": IDENTITY_LIST,
+    "requests": REQUESTS,
     "download_index": DOWNLOAD_INDEX,
     "candidates": CANDIDATES,
     "predictions": PREDICTIONS,
@@ -234,4 +284,6 @@ ALL = {
     "attack_status": ATTACK_STATUS,
     "membership": MEMBERSHIP,
     "metrics": METRICS,
+    "truth": TRUTH,
+    "sweep": SWEEP,
 }

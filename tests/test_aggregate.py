@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from idia import aggregate
+from idia.attack import decision as aggregate
 
 
 def _unit(v):

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 import schemas
-from idia.errors import InputFileError
-from idia.image_sources import ImageReader, list_images
+from idia.core.errors import InputFileError
+from idia.attack.images import ImageReader, list_images
 from tests.support.tiny_model import write_image_folder
 
 

@@ -4,8 +4,8 @@ import pyarrow as pa
 import pytest
 
 import schemas
-from idia.candidates import build_candidates, normalise, read_candidates_file
-from idia.errors import InputFileError, UserError
+from idia.attack.candidates import build_candidates, normalise, read_candidates_file
+from idia.core.errors import InputFileError, UserError
 
 
 def _ids(rows):
@@ -33,7 +33,7 @@ def test_true_names_first_then_fakes():
 
 
 def test_fakes_per_sex():
-    from idia.candidates import _first_names
+    from idia.attack.candidates import _first_names
 
     male, female = set(_first_names("m")), set(_first_names("f"))
     only_m = _ids([(f"m{i}", f"Man{i} Xy", [], "m") for i in range(4)])

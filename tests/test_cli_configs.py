@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from idia.config import ConfigError
+from idia.core.config import ConfigError
 from jobs import attack, download, evaluate
 
 

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from idia.loopback_server import LoopbackServer
+from idia.world.server import LoopbackServer
 from jobs.download import DownloadConfig, run_download
 from schemas import DOWNLOAD_INDEX
 from tests.support.http_fixtures import FixtureSite, image_bytes, write_mine_output

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from idia.download_images import SafeResizer, is_truncated, parse_bbox
-from idia.download_index import reason_code
-from idia.download_inputs import requests_from_manifests, sample_per_identity
-from idia.errors import InputFileError
-from idia.query_list import read_query_list
-from idia.names import read_names
+from idia.download.image_checks import SafeResizer, is_truncated, parse_bbox
+from idia.download.index import reason_code
+from idia.download.requests import requests_from_manifests, sample_per_identity
+from idia.core.errors import InputFileError
+from idia.download.queries import read_query_list
+from idia.mine.names import read_names
 from tests.support.http_fixtures import bomb_png, image_bytes, noise_jpeg, write_mine_output
 
 

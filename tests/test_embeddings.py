@@ -3,9 +3,9 @@
 import numpy as np
 from PIL import Image
 
-from idia.embeddings import embed_images, text_embeddings
-from idia.models import load_model
-from idia.prompts import TEMPLATES
+from idia.attack.embeddings import embed_images, text_embeddings
+from idia.attack.models import load_model
+from idia.attack.prompts import TEMPLATES
 from tests.support.tiny_model import save_tiny_model
 
 

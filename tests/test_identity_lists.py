@@ -6,9 +6,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from idia.compare_lists import PUBLISHED, compare, to_markdown
-from idia.errors import InputFileError
-from idia.identity_lists import bin_label, bin_table, bucket_of, build_identity_list, write_identity_lists
+from idia.mine.compare import PUBLISHED, compare, to_markdown
+from idia.core.errors import InputFileError
+from idia.mine.lists import bin_label, bin_table, bucket_of, build_identity_list, write_identity_lists
 
 
 def counts(pairs):
@@ -65,7 +65,7 @@ def test_csv_writer_quotes_like_python_csv():
 
     import pyarrow as pa
 
-    from idia.identity_lists import _csv_fields, _csv_rows
+    from idia.mine.lists import _csv_fields, _csv_rows
 
     t = pa.table({
         "identity_id": ["a", "b", "c", "d", "e"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from idia.matching import Matcher, empty_mask
+from idia.mine.match import Matcher, empty_mask
 
 
 def idents(rows):

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 import schemas
-from idia.errors import InputFileError
-from idia.metrics import compute_metrics, load_ground_truth, membership_table, metrics_markdown
+from idia.core.errors import InputFileError
+from idia.evaluate.metrics import compute_metrics, load_ground_truth, membership_table, metrics_markdown
 
 
 def _attacks():

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from idia.errors import InputFileError, UserError
-from idia.normalize import normalize_text
-from idia.sample_laion import SampleConfig, generate
+from idia.core.errors import InputFileError, UserError
+from idia.mine.normalize import normalize_text
+from idia.mine.sample import SampleConfig, generate
 from jobs.mine import MineConfig, run_mine
 from schemas import COUNTS, IDENTITY_LIST, MANIFEST
 from schemas.validate import SchemaError
@@ -70,7 +70,7 @@ def test_normalized_counts_exact(spark_local, sample, tmp_path):
     assert stats["totals"]["matcher_builds"] <= 2
     check_outputs(tmp_path / "out", summary, "normalized")
     # Every manifest row really contains its matched alias as whole tokens; multi-person captions are marked.
-    from idia.identity_lists import read_manifest
+    from idia.mine.lists import read_manifest
 
     m = read_manifest(tmp_path / "out", "adrianne-leon")
     assert m.num_rows == summary["expected"]["normalized"]["adrianne-leon"][0] > 0
@@ -89,7 +89,7 @@ def test_paper_counts_exact_and_chris_evansville(spark_local, sample, tmp_path):
     sample_dir, summary = sample
     run_mine(cfg(sample_dir, tmp_path / "out", match="paper"), spark=spark_local)
     check_outputs(tmp_path / "out", summary, "paper")
-    from idia.identity_lists import read_manifest
+    from idia.mine.lists import read_manifest
 
     texts = read_manifest(tmp_path / "out", "chris-evans").column("TEXT").to_pylist()
     assert any("Chris Evansville" in t for t in texts)  # the study's substring semantics count it

@@ -7,7 +7,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from idia.sample_laion import SampleConfig, generate
+from idia.mine.sample import SampleConfig, generate
 from jobs.mine import MineConfig, run_mine
 from tests.support.spark_cluster import spark_cluster, spark_on_cluster  # noqa: F401  (fixtures)
 

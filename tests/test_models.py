@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from idia.errors import UserError
-from idia.models import fingerprint, load_model
+from idia.core.errors import UserError
+from idia.attack.models import fingerprint, load_model
 from tests.support.tiny_model import TINY_CFG, save_tiny_model
 
 
@@ -77,7 +77,7 @@ def test_random_weights_are_seeded_so_every_worker_builds_the_same_model(tmp_pat
 
 
 def test_precision_resolution():
-    from idia.models import resolve_precision
+    from idia.attack.models import resolve_precision
 
     assert resolve_precision("cpu", "auto") == "fp32"
     assert resolve_precision("cpu", "bf16") == "bf16"

@@ -1,11 +1,11 @@
-"""Unit tests for idia.names.read_names: both file formats, normalisation and every rejection with its line."""
+"""Unit tests for idia.mine.names.read_names: both file formats, normalisation and every rejection with its line."""
 
 from __future__ import annotations
 
 import pytest
 
-from idia.errors import InputFileError
-from idia.names import derive_identity_id, parse_names, read_names
+from idia.core.errors import InputFileError
+from idia.mine.names import derive_identity_id, parse_names, read_names
 from schemas import IDENTITIES
 
 
@@ -163,7 +163,7 @@ def test_csv_cases_parse_or_fail_with_a_line(tmp_path, text):
 def test_identity_id_check_agrees_with_its_regex():
     import re
 
-    from idia.names import valid_identity_id
+    from idia.mine.names import valid_identity_id
 
     spec = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")  # the documented rule, as a regex
 

@@ -7,7 +7,7 @@ import random
 import pyarrow as pa
 import pytest
 
-from idia.normalize import normalize_array, normalize_text, tokenize_with_offsets
+from idia.mine.normalize import normalize_array, normalize_text, tokenize_with_offsets
 
 CASES = [
     ("Adrianne León", "adrianne leon"),

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from idia.config import ConfigError
+from idia.core.config import ConfigError
 from pipelines.run import PipelineConfig, WorldSection, load_pipeline, run_pipeline
 
 pytestmark = pytest.mark.slow

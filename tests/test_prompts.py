@@ -2,8 +2,8 @@
 
 import pytest
 
-from idia.errors import InputFileError
-from idia.prompts import TEMPLATES, load_templates, prompts
+from idia.core.errors import InputFileError
+from idia.attack.prompts import TEMPLATES, load_templates, prompts
 
 
 def test_study_templates():

@@ -9,9 +9,9 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from idia.matching import Matcher
-from idia.names import read_names
-from idia.sample_laion import GUARANTEED, SampleConfig, generate
+from idia.mine.match import Matcher
+from idia.mine.names import read_names
+from idia.mine.sample import GUARANTEED, SampleConfig, generate
 from schemas import LAION_400M
 
 

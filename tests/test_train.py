@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from idia.train import PRESETS as TRAIN_PRESETS, WEIGHTS_FILE, train_tiny_clip
+from idia.world.train import PRESETS as TRAIN_PRESETS, WEIGHTS_FILE, train_tiny_clip
 from idia.world.generate import PRESETS as WORLD_PRESETS, generate_world
 
 WORLD = dataclasses.replace(WORLD_PRESETS["reduced"], n_main=6, main_images=12, sweep_images=[2], n_per_sweep=2,
@@ -79,7 +79,7 @@ def test_rerun_skips_and_killed_run_resumes_to_same_weights(trained, world, tmp_
     assert train_tiny_clip(CFG, world, out, progress=False)["skipped"] is True
     cfg = dataclasses.replace(CFG, checkpoint_every=20)
     target = tmp_path / "m"
-    import idia.train as train_mod
+    import idia.world.train as train_mod
 
     def killed(*a, **k):  # dies after the loop, before the model is saved: only the step-20 checkpoint remains
         raise KeyboardInterrupt

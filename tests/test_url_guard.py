@@ -6,10 +6,10 @@ import urllib.error
 
 import pytest
 
-from idia.download_guard import build_guarded_opener
-from idia.errors import UserError
-from idia.url_guard import UrlGuard, classify, guard_from_option, parse_networks
-from idia.loopback_server import LoopbackServer
+from idia.download.opener import build_guarded_opener
+from idia.core.errors import UserError
+from idia.download.url_guard import UrlGuard, classify, guard_from_option, parse_networks
+from idia.world.server import LoopbackServer
 from tests.support.http_fixtures import FixtureSite
 
 import ipaddress

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import schemas
-from idia.loopback_server import LoopbackServer
-from idia.names import read_names
+from idia.world.server import LoopbackServer
+from idia.mine.names import read_names
 from idia.world.generate import PRESETS, generate_world, read_truth
 from idia.world.identities import census_surnames, first_names
 

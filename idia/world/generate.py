@@ -8,18 +8,21 @@ import hashlib
 import io
 import json
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 import schemas
-from idia.atomic import mark_done, read_done, write_bytes, write_json, write_parquet, write_text
-from idia.config import ConfigError, to_dict
-from idia.stats import check_sum
+from idia.core import resume
+from idia.core.atomic import write_bytes, write_json, write_parquet, write_text
+from idia.core.resume import StageFolder
+from idia.core.config import ConfigError, option, to_dict
+from idia.core.stats import check_sum
 from idia.world.captions import named_caption, scene_caption, unnamed_person_caption
 from idia.world.faces import encode_jpeg, random_nuisance, render_face, render_scene
+from schemas import files
 from idia.world.identities import Person, generate_people, random_appearance
 
 # Row kinds in the caption shards. Only "named" rows carry a name; dead links point at no file.
@@ -32,22 +35,22 @@ SAMPLE_ID_BASE = 1_000_000
 class WorldConfig:
     """The synthetic world. Defaults are the end-to-end demo's; PRESETS["reduced"] is the test-suite world."""
 
-    seed: int = 0
-    n_main: int = 60  # members of the main group
-    main_images: int = 40  # captioned training images per main member
-    sweep_images: list[int] = field(default_factory=lambda: [1, 10, 25, 50, 75])  # the study's injection sweep
-    n_per_sweep: int = 10  # members per sweep group
-    n_non_members: int = 60  # identities under test that never appear in the caption shards
-    n_distractors: int = 150  # unnamed people (not in the identity list) with captions that name nobody
-    distractor_images: int = 16
-    n_scenes: int = 2000  # generic scenes without people
-    n_dead_links: int = 20  # caption rows whose URL serves 404 (as LAION has); their captions name nobody
-    query_images: int = 12  # separate query photos per identity under test (never training images)
-    image_size: int = 96  # served image side, pixels
-    shard_rows: int = 2000  # rows per laion/part-NNNNN.parquet
-    first_name_top: int = 1000  # first names drawn from the top-N per sex of the `names` package lists
-    surname_top: int = 1000  # surnames drawn from the top-N 2010 census surnames
-    workers: int = 2  # processes rendering images (does not change the output)
+    seed: int = option(0, help="seed: the same seed and config give the same bytes")
+    n_main: int = option(60, help="members of the main group")
+    main_images: int = option(40, help="captioned training images per main member")
+    sweep_images: list[int] = option(default_factory=lambda: [1, 10, 25, 50, 75], help="training images per member of each sweep group (the study's injection sweep)")
+    n_per_sweep: int = option(10, help="members per sweep group")
+    n_non_members: int = option(60, help="identities under test that never appear in the caption shards")
+    n_distractors: int = option(150, help="unnamed people (not in the identity list) with captions that name nobody")
+    distractor_images: int = option(16, help="captioned images per distractor")
+    n_scenes: int = option(2000, help="generic scenes without people")
+    n_dead_links: int = option(20, help="caption rows whose URL serves 404 (as LAION has); their captions name nobody")
+    query_images: int = option(12, help="separate query photos per identity under test (never training images)")
+    image_size: int = option(96, help="served image side, pixels")
+    shard_rows: int = option(2000, help="rows per laion/part-NNNNN.parquet")
+    first_name_top: int = option(1000, help="first names drawn from the top-N per sex of the `names` package lists")
+    surname_top: int = option(1000, help="surnames drawn from the top-N 2010 census surnames")
+    workers: int = option(2, execution=True, help="processes rendering images (does not change the output)")
 
     def validate(self) -> None:
         for k in ("n_main", "main_images", "n_per_sweep", "n_non_members", "n_distractors", "distractor_images",
@@ -166,13 +169,13 @@ def _render_row(cfg: WorldConfig, plan: _Plan, kind: str, a: int, b: int, sample
 
 
 def _shard_job(args) -> tuple[int, dict]:
-    cfg_dict, out_dir, shard, base_url, ihash = args
+    cfg_dict, out_dir, shard, base_url, fp = args
     cfg = WorldConfig(**cfg_dict)
     out = Path(out_dir)
     plan = plan_world(cfg)
     lo, hi = shard * cfg.shard_rows, min((shard + 1) * cfg.shard_rows, len(plan.rows))
     unit = f"images-{shard:05d}"
-    rerender = (read_done(out, unit) or {}).get("hash") != ihash
+    rerender = resume.read_marker(out / files.DONE_DIR, unit, fp) is None
     cols: dict[str, list] = {f.name: [] for f in schemas.LAION_400M}
     counts = {NAMED: 0, UNNAMED: 0, SCENE: 0, DEAD: 0}
     for i in range(lo, hi):
@@ -192,20 +195,20 @@ def _shard_job(args) -> tuple[int, dict]:
         cols["LICENSE"].append("?")
         cols["NSFW"].append("UNLIKELY")
         cols["similarity"].append(round(float(meta.uniform(0.28, 0.42)), 6))
-    mark_done(out, unit, {"hash": ihash, "rows": hi - lo})
+    resume.write_marker(out / files.DONE_DIR, unit, fp, {"rows": hi - lo})
     table = pa.table(cols, schema=schemas.LAION_400M)
     write_parquet(table, out / "laion" / f"part-{shard:05d}.parquet")
     return shard, counts
 
 
 def _query_job(args) -> tuple[int, list[dict]]:
-    cfg_dict, out_dir, pi, base_url, ihash = args
+    cfg_dict, out_dir, pi, base_url, fp = args
     cfg = WorldConfig(**cfg_dict)
     out = Path(out_dir)
     plan = plan_world(cfg)
     p = plan.people[pi]
     unit = f"queries-{p.identity_id}"
-    rerender = (read_done(out, unit) or {}).get("hash") != ihash
+    rerender = resume.read_marker(out / files.DONE_DIR, unit, fp) is None
     rows = []
     for j in range(cfg.query_images):
         rng = _rng(cfg.seed, "query", pi, j)
@@ -219,7 +222,7 @@ def _query_job(args) -> tuple[int, list[dict]]:
             "url": f"{base_url.rstrip('/')}/{rel}", "bbox": ",".join(str(v) for v in bbox),
             "sha256": hashlib.sha256(data).hexdigest(), "identity_id": p.identity_id,
         })
-    mark_done(out, unit, {"hash": ihash})
+    resume.write_marker(out / files.DONE_DIR, unit, fp)
     return pi, rows
 
 
@@ -231,27 +234,38 @@ def _csv_text(header: list[str], rows: list[list], delimiter: str = ",") -> str:
     return buf.getvalue()
 
 
-def generate_world(cfg: WorldConfig, out_dir: str | Path, base_url: str, progress: bool = True) -> dict:
+def world_folder(cfg: WorldConfig, out: Path, base_url: str, force: bool = False) -> StageFolder:
+    """The world folder under the resume policy: pinned to the config (the worker count aside) and the base URL."""
+    settings = {k: v for k, v in to_dict(cfg).items() if k != "workers"} | {"base_url": base_url}
+    return StageFolder(out, "world", settings, force)
+
+
+def generate_world(cfg: WorldConfig, out_dir: str | Path, base_url: str, progress: bool = True,
+                   force: bool = False) -> dict:
     """Write the world into `out_dir` with URLs on `base_url`; returns its summary (also in world.json).
 
-    A complete world with the same config and base URL is left as it is. A changed base URL rewrites only the
-    tables (images are kept); an interrupted run re-renders only the shards not marked done.
+    A complete world with the same config and base URL is left as it is; an interrupted run re-renders only the
+    shards not marked done; another config or base URL on the same folder is an error naming the key (idia.core.resume)
+    unless `force` starts over.
     """
     from tqdm import tqdm
 
     out = Path(out_dir)
-    whash, ihash = world_hash(cfg, base_url), image_hash(cfg)
-    done = read_done(out, "world")
-    if done and done.get("hash") == whash and (out / "world.json").exists():
-        summary = json.loads((out / "world.json").read_text())
+    whash = world_hash(cfg, base_url)
+    folder = world_folder(cfg, out, base_url, force)
+    folder.check()
+    if folder.done() and (out / files.WORLD_JSON).exists():
+        summary = json.loads((out / files.WORLD_JSON).read_text())
         summary["skipped"] = True
         return summary
 
     plan = plan_world(cfg)
     n_shards = max(1, -(-len(plan.rows) // cfg.shard_rows))
     cfg_dict = to_dict(cfg)
-    shard_args = [(cfg_dict, str(out), s, base_url, ihash) for s in range(n_shards)]
-    query_args = [(cfg_dict, str(out), pi, base_url, ihash) for pi in range(len(plan.people))]
+    folder.pin()
+    fp = folder.fingerprint
+    shard_args = [(cfg_dict, str(out), s, base_url, fp) for s in range(n_shards)]
+    query_args = [(cfg_dict, str(out), pi, base_url, fp) for pi in range(len(plan.people))]
     kind_counts = {NAMED: 0, UNNAMED: 0, SCENE: 0, DEAD: 0}
     queries: dict[int, list[dict]] = {}
     bar = tqdm(total=n_shards + len(query_args), desc="world", unit="unit", disable=not progress)
@@ -322,7 +336,7 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path, base_url: str, progres
                   "queries": "queries.tsv", "images": "images/", "appearance": "appearance.json"},
     }
     write_json(summary, out / "world.json")
-    mark_done(out, "world", {"hash": whash})
+    folder.mark_done(info={"hash": whash})
     summary["skipped"] = False
     return summary
 

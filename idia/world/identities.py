@@ -3,12 +3,12 @@ appearance of their own, drawn deterministically from a seed."""
 
 from __future__ import annotations
 
-import csv
 from dataclasses import asdict, dataclass
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
+
+from idia.core import census
+from idia.core.census import SEXES
 
 # Palettes are wide on purpose: identities must be told apart at 64 px by a tiny model.
 SKIN_TONES = [
@@ -25,7 +25,6 @@ SHIRT_COLOURS = [
     (20, 20, 20), (240, 240, 240), (0, 150, 150), (150, 90, 40), (230, 90, 160), (90, 90, 90),
 ]
 HAIR_STYLES = ("short", "long", "bald", "bun", "curly", "mohawk", "side_part", "bob")
-SEXES = ("m", "f")
 
 
 @dataclass(frozen=True)
@@ -52,27 +51,6 @@ class Appearance:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-def _title(word: str) -> str:
-    # "MCDONALD" -> "Mcdonald", "O'NEIL" -> "O'Neil": simple title case keeps names plain ASCII words.
-    return "'".join(p[:1].upper() + p[1:].lower() for p in word.split("'"))
-
-
-def first_names(sex: str, top: int = 1000) -> list[str]:
-    """The `names` package's 1990 census first names for one sex, most frequent first."""
-    fname = {"m": "dist.male.first", "f": "dist.female.first"}[sex]
-    text = resources.files("names").joinpath(fname).read_text(encoding="utf-8")
-    out = [_title(line.split()[0]) for line in text.splitlines() if line.strip()]
-    return out[:top]
-
-
-def census_surnames(top: int = 1000) -> list[str]:
-    """The 2010 US census top surnames shipped in idia/resources (the study's fake-name surnames)."""
-    path = Path(__file__).resolve().parent.parent / "resources" / "us_census_2010_surnames_top1000.csv"
-    with open(path, newline="", encoding="utf-8-sig") as fh:  # the file starts with a BOM
-        rows = list(csv.DictReader(fh))
-    return [_title(r["SURNAME"]) for r in rows if r["SURNAME"].strip() and r["SURNAME"] != "ALL OTHER NAMES"][:top]
 
 
 def random_appearance(rng: np.random.Generator, sex: str) -> Appearance:
@@ -121,8 +99,8 @@ def _conflicts(name: str, taken: list[str]) -> bool:
 def generate_people(n: int, seed: int, prefix: str = "w", first_top: int = 1000, surname_top: int = 1000) -> list[Person]:
     """`n` people with unique, mutually non-overlapping fictional names and their appearances."""
     rng = np.random.default_rng([seed, 0x1D1A])
-    firsts = {s: first_names(s, first_top) for s in SEXES}
-    surnames = census_surnames(surname_top)
+    firsts = {s: census.first_names(s, first_top) for s in SEXES}
+    surnames = census.surnames(surname_top)
     people: list[Person] = []
     taken: list[str] = []
     width = max(4, len(str(n - 1)))

@@ -1,6 +1,6 @@
 """Loopback HTTP fixtures for the download tests: good and bad images, slow/404/opt-out/redirect routes, manifests.
 
-Everything is served on 127.0.0.x only (idia.loopback_server.LoopbackServer). `FixtureSite` holds the served
+Everything is served on 127.0.0.x only (idia.world.server.LoopbackServer). `FixtureSite` holds the served
 folder of good images plus special routes, each with the state its URL must end in.
 """
 
@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from idia.loopback_server import LoopbackServer
+from idia.world.server import LoopbackServer
 from schemas import IDENTITIES, MANIFEST
 
 
