@@ -97,7 +97,7 @@ def test_a_worker_killed_midway_gives_the_same_tables(world):
            "--model", spec, "--out", str(out), "--k", "1,3,5", "--draws", "4", "--num-candidates", "40",
            "--cache-dir", str(d / "cache"), "--group-size", "1", "--min-images", "3", "--batch-size", "4",
            "--scheduler", cluster.address, "--ground-truth", str(d / "truth.csv"), "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(Path(__file__).parents[1]))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(Path(__file__).parents[2]))
     markers = out / "parts" / "completions"
     deadline = time.time() + 120
     done_at_kill = None

@@ -12,10 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from idia.core.errors import InputFileError, UserError
+from idia.core.errors import ConfigError, InputFileError, UserError
+from idia.mine.config import MineConfig
 from idia.mine.normalize import normalize_text
 from idia.mine.sample import SampleConfig, generate
-from jobs.mine import MineConfig, run_mine
+from jobs.mine import run_mine
 from schemas import COUNTS, IDENTITY_LIST, MANIFEST
 from schemas.validate import SchemaError
 from tests.support.spark_cluster import spark_local  # noqa: F401  (fixture)
@@ -29,8 +30,9 @@ def sample(tmp_path_factory):
     return out, summary
 
 
-def cfg(sample_dir: Path, out: Path, **kw) -> MineConfig:
-    return MineConfig(shards=[str(sample_dir / "shards" / "*.parquet")], names=str(sample_dir / "names.csv"), out=str(out), buckets=4, **kw)
+def cfg(sample_dir: Path, out: Path, buckets_: int = 4, **kw) -> MineConfig:
+    return MineConfig(shards=[str(sample_dir / "shards" / "*.parquet")], names=str(sample_dir / "names.csv"), out=str(out),
+                      buckets=buckets_, **kw)
 
 
 def check_outputs(out: Path, summary: dict, mode: str) -> dict:
@@ -104,7 +106,11 @@ def test_rerun_skips_and_force_is_byte_identical(spark_local, sample, tmp_path):
     run_mine(cfg(sample_dir, out, force=True), spark=spark_local)
     second = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*.parquet"))}
     assert first == second
-    assert not list(out.glob(".manifests*"))  # no staging left behind
+    assert not list(out.glob(".manifests*")) and not list(out.glob(".mine-staging-*"))  # no staging left behind
+    # Another setting on the same folder: an error naming it (execution-only options such as task_rows are free).
+    with pytest.raises(ConfigError, match=r"holds mine results made with other settings \(buckets: 4 -> 8\)"):
+        run_mine(cfg(sample_dir, out, buckets_=8), spark=spark_local)
+    assert run_mine(cfg(sample_dir, out, task_rows=700), spark=spark_local).get("resumed") is True
 
 
 def test_bad_files_error_or_skip(spark_local, sample, tmp_path):
@@ -126,6 +132,9 @@ def test_bad_files_error_or_skip(spark_local, sample, tmp_path):
         run_mine(c, spark=spark_local)
     (shards / "part-00097.parquet").write_bytes(good[: len(good) // 2])
     c.skip_bad_files = True
+    with pytest.raises(ConfigError, match=r"\(input_files: "):  # the inputs changed since the last run's scan
+        run_mine(c, spark=spark_local)
+    c.force = True
     stats = run_mine(c, spark=spark_local)
     skipped = sorted(Path(b["file"]).name for b in stats["skipped_files"])
     assert skipped == ["part-00097.parquet", "part-00098.parquet"]
@@ -178,15 +187,20 @@ def test_lowercase_layout_and_fuzzy(spark_local, sample, tmp_path):
 
 
 def test_units_group_whole_row_groups_of_one_file():
-    from jobs.mine import _units, task_rows_for
+    from idia.mine.plan import InputFile, ScanUnit, plan_units, task_rows_for
 
-    good = [{"index": 0, "rows": 1300, "row_groups": [500, 500, 300]}, {"index": 2, "rows": 700, "row_groups": [700]}]
-    assert _units(good, 1000) == [(0, 0, 1, 0, 1000), (0, 2, 2, 1000, 300), (2, 0, 0, 0, 700)]
-    assert _units(good, 1) == [(0, 0, 0, 0, 500), (0, 1, 1, 500, 500), (0, 2, 2, 1000, 300), (2, 0, 0, 0, 700)]
-    assert _units(good, 10**9) == [(0, 0, 2, 0, 1300), (2, 0, 0, 0, 700)]  # never across files
+    good = [InputFile("a", 0, 1, 1, (500, 500, 300)), InputFile("b", 2, 1, 1, (700,))]
+
+    def units(rows):
+        return [(u.file_index, u.rg0, u.rg1, u.first_row, u.n_rows) for u in plan_units(good, rows)]
+
+    assert units(1000) == [(0, 0, 1, 0, 1000), (0, 2, 2, 1000, 300), (2, 0, 0, 0, 700)]
+    assert units(1) == [(0, 0, 0, 0, 500), (0, 1, 1, 500, 500), (0, 2, 2, 1000, 300), (2, 0, 0, 0, 700)]
+    assert units(10**9) == [(0, 0, 2, 0, 1300), (2, 0, 0, 0, 700)]  # never across files
+    assert ScanUnit(3, 1, 2, 0, 9).name == "u000003-rg000001-000002"
     # auto: two tasks per core, capped; an explicit size wins.
     assert task_rows_for(good, cores=2, task_rows=0) == 500
-    assert task_rows_for([{"rows": 10**10}], cores=2, task_rows=0) == 1_000_000
+    assert task_rows_for([InputFile("c", 0, 1, 1, (10**10,))], cores=2, task_rows=0) == 1_000_000
     assert task_rows_for(good, cores=2, task_rows=123) == 123
 
 
@@ -224,7 +238,8 @@ def test_merge_sorts_each_bucket_and_counts_unique_non_null_urls(tmp_path):
     """Merge tasks on hand-made staged units: rows sorted (identity_id, file, row); repeated and null URLs counted right."""
     import numpy as np
 
-    from jobs.mine import STAGED, _StagedWriter, merge_buckets
+    from idia.mine.merge import MergeContext, MergeTask, merge_task, staged_parts
+    from idia.mine.scan import STAGED, StagedWriter
 
     ids = ["zed", "amy", "bob"]  # identity_id order: amy, bob, zed
 
@@ -239,9 +254,9 @@ def test_merge_sorts_each_bucket_and_counts_unique_non_null_urls(tmp_path):
             "NSFW": pa.array(["UNLIKELY"] * n), "similarity": pa.array([0.3] * n), "matched_alias": pa.array(["x"] * n),
             "match_score": pa.array([100.0] * n), "n_identities_in_caption": pa.array([1] * n, pa.int32()),
         }
-        w = _StagedWriter(tmp_path / f"{name}.arrow")
+        w = StagedWriter(tmp_path / f"{name}.arrow")
         w.add(pa.RecordBatch.from_arrays([cols[f.name] for f in STAGED], schema=STAGED))
-        return w.close(), w.batches
+        return {"path": w.close(), "bucket_batches": json.dumps(w.batches)}
 
     parts = [
         unit("u0", 0, [(5, 0, 1, "u1"), (2, 0, 1, "u1"), (7, 1, 0, None), (3, 2, 1, "u2")]),
@@ -249,9 +264,9 @@ def test_merge_sorts_each_bucket_and_counts_unique_non_null_urls(tmp_path):
     ]
     (tmp_path / "manifests").mkdir()
     rank = np.argsort(np.argsort(ids)).tolist()
-    payload = {"parts": sorted(parts), "buckets": 2, "merge_tasks": 1, "identity_ids": ids, "files": ["f0", "f1"],
-               "identity_rank": rank, "staging": str(tmp_path)}
-    out = {r["bucket"]: r for r in merge_buckets(payload, 0)}
+    ctx = MergeContext(parts=staged_parts(parts), buckets=2, identity_ids=tuple(ids), identity_rank=tuple(rank),
+                       files=("f0", "f1"), staging=str(tmp_path))
+    out = {r["bucket"]: r for r in merge_task(ctx, MergeTask(0, 1))}
     assert sorted(out) == [0, 1] and out[0]["n_captions"] == 3 and out[1]["n_captions"] == 5
     counts = {}
     for r in out.values():

@@ -98,5 +98,5 @@ def test_attack_identity_random_predictions_deterministic():
 
 
 def test_unknown_k_policy():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown k policy"):
         aggregate.resolve_ks([5], 2, "bogus")

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import PIL
 from PIL import Image
 
 import schemas
@@ -52,7 +53,7 @@ def test_download_folder(tmp_path):
     assert stats["index_rows"] == 6 and stats["images_not_downloaded"] == 1 and stats["images_unknown_identity"] == 1
     with ImageReader() as reader:
         assert reader.open(refs["a"][1]).size == (8, 8)
-        with pytest.raises(Exception):
+        with pytest.raises(PIL.UnidentifiedImageError, match="cannot identify image file"):
             reader.open(refs["b"][1])
 
 

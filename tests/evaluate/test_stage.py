@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import schemas
-from jobs.evaluate import EvaluateConfig, run_evaluate
+from idia.core.errors import ConfigError
+from idia.evaluate.stage import EvaluateConfig, run_evaluate
 from pipelines.cli import main as cli_main
 
 
@@ -78,3 +79,14 @@ def test_evaluate_missing_attack_folder_is_a_user_error(tmp_path):
     rc = cli_main(["evaluate", "--attack", str(tmp_path / "none"), "--ground-truth", str(tmp_path), "--out",
                    str(tmp_path / "o")])
     assert rc == 2
+
+
+def test_rerun_with_another_setting_names_it_and_force_redoes(tmp_path, attack_dir):
+    truth = tmp_path / "truth.csv"
+    truth.write_text("identity_id,is_member\nm1,1\nm2,1\nm3,1\nn1,0\nn2,0\n")
+    cfg = EvaluateConfig(attack=str(attack_dir), ground_truth=str(truth), out=str(tmp_path / "e"), plots=False)
+    first = run_evaluate(cfg)
+    assert run_evaluate(cfg) == first  # same settings: the same result again
+    with pytest.raises(ConfigError, match=r"holds evaluate results made with other settings \(tau: null -> 2\)"):
+        run_evaluate(EvaluateConfig(**{**cfg.__dict__, "tau": 2}))
+    assert run_evaluate(EvaluateConfig(**{**cfg.__dict__, "tau": 2, "force": True}))["tau"] == 2

@@ -17,7 +17,8 @@ import schemas
 from idia.world.server import LoopbackServer
 from idia.mine.names import read_names
 from idia.world.generate import PRESETS, generate_world, read_truth
-from idia.world.identities import census_surnames, first_names
+from idia.core import census
+from idia.core.errors import ConfigError
 
 BASE = "http://127.0.0.1:9"
 # Smaller than the reduced preset: the checks are about structure, not about learning.
@@ -83,8 +84,8 @@ def test_caption_shards_have_the_exact_laion_400m_schema(world):
 
 def test_names_are_fictional_shaped_unique_and_parse_as_a_names_file(world):
     ids = _identities(world)
-    firsts = set(first_names("m")) | set(first_names("f"))
-    surnames = set(census_surnames())
+    firsts = set(census.first_names("m")) | set(census.first_names("f"))
+    surnames = set(census.surnames())
     names = [r["name"] for r in ids]
     assert len(set(names)) == len(names) == len(read_names(world / "identities.csv"))
     for r in ids:
@@ -140,24 +141,25 @@ def test_dead_links_are_rows_without_files(world):
     assert len(rows) - len(missing) == len(list((world / "images" / "train").rglob("*.jpg")))
 
 
-def test_rerun_skips_resumes_and_rebases(world, tmp_path):
+def test_rerun_skips_resumes_and_refuses_other_settings(world, tmp_path):
     out = tmp_path / "w"
     generate_world(CFG, out, BASE, progress=False)
     before = _digest_tree(out)
     assert generate_world(CFG, out, BASE, progress=False)["skipped"] is True
-    # A run killed mid-way: a shard's marker, table and one image gone, world marker gone.
-    (out / "completions" / "images-00001.json").unlink()
-    (out / "completions" / "world.json").unlink()
+    # A run killed mid-way: a shard's marker, table and one image gone, the stage marker gone.
+    (out / "_done" / "images-00001.json").unlink()
+    (out / "_done" / "stage.json").unlink()
     (out / "laion" / "part-00001.parquet").unlink()
     victim = next((out / "images" / "train").rglob("*.jpg"))
     victim.unlink()
     assert generate_world(CFG, out, BASE, progress=False)["skipped"] is False
     assert _digest_tree(out) == before
-    # A new base URL rewrites the URLs, not the images.
-    img = next((out / "images" / "queries").rglob("*.jpg"))
-    mtime = img.stat().st_mtime_ns
-    generate_world(CFG, out, "http://127.0.0.1:4321", progress=False)
-    assert img.stat().st_mtime_ns == mtime
+    # Another base URL on the same folder is refused, naming the setting; --force starts over with it.
+    with pytest.raises(ConfigError, match=r"holds world results made with other settings \(base_url: "):
+        generate_world(CFG, out, "http://127.0.0.1:4321", progress=False)
+    with pytest.raises(ConfigError, match=r"seed: 0 -> 3"):
+        generate_world(dataclasses.replace(CFG, seed=3), out, BASE, progress=False)
+    assert generate_world(CFG, out, "http://127.0.0.1:4321", progress=False, force=True)["skipped"] is False
     assert all(r["URL"].startswith("http://127.0.0.1:4321/") for r in _captions(out))
 
 

@@ -172,5 +172,5 @@ def test_safe_resizer_checks_and_crops():
     assert r(io.BytesIO(png), "10,20,110,70")[1:3] == (100, 50)
     assert r(io.BytesIO(png), "150,50,400,400")[1:3] == (50, 50)  # clipped to the image
     assert r(io.BytesIO(png), "300,300,400,400")[-1] == "face box outside the image"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="expected x1,y1,x2,y2"):
         parse_bbox("1,2,3")

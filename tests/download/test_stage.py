@@ -29,7 +29,7 @@ from jobs.download import DownloadConfig, run_download
 from schemas import DOWNLOAD_INDEX
 from tests.support.http_fixtures import FixtureSite, image_bytes, write_mine_output
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # identity -> [(path on the fixture server or a full URL, expected reason; None = success)]
 EXPECTED = {

@@ -4,8 +4,10 @@ import pyarrow as pa
 import pytest
 
 import schemas
-from idia.attack.candidates import build_candidates, normalise, read_candidates_file
+from idia.attack.candidates import build_candidates, read_candidates_file
+from idia.core import census
 from idia.core.errors import InputFileError, UserError
+from idia.mine.normalize import name_key
 
 
 def _ids(rows):
@@ -26,16 +28,14 @@ def test_true_names_first_then_fakes():
     assert c.column("name").to_pylist()[:3] == ["Yorick Vax", "Zelda Quux", "Pat Doe"]
     fakes = c.column("name").to_pylist()[3:]
     assert all(c.column("is_fake").to_pylist()[3:]) and not any(c.column("is_fake").to_pylist()[:3])
-    assert len({normalise(n) for n in fakes}) == 197
+    assert len({name_key(n) for n in fakes}) == 197
     assert all(n == n.title() for n in fakes)
     assert build_candidates(IDS, 200, seed=1).equals(c)
     assert not build_candidates(IDS, 200, seed=2).equals(c)
 
 
 def test_fakes_per_sex():
-    from idia.attack.candidates import _first_names
-
-    male, female = set(_first_names("m")), set(_first_names("f"))
+    male, female = set(census.first_names("m")), set(census.first_names("f"))
     only_m = _ids([(f"m{i}", f"Man{i} Xy", [], "m") for i in range(4)])
     fakes = build_candidates(only_m, 60, seed=0).column("name").to_pylist()[4:]
     assert all(n.split()[0] in male for n in fakes)
@@ -49,7 +49,7 @@ def test_a_fake_never_equals_a_real_name_or_alias():
     ids2 = _ids([("b", "Zelda Quux", [victim.upper()], "f"), ("a", "Yorick Vax", ["Y. Vax"], "m"),
                  ("c", "Pat Doe", [], None)])
     again = build_candidates(ids2, 50, seed=5).column("name").to_pylist()
-    assert normalise(victim) not in {normalise(n) for n in again[3:]}
+    assert name_key(victim) not in {name_key(n) for n in again[3:]}
     assert len(again) == 50
 
 
@@ -71,3 +71,12 @@ def test_candidates_file(tmp_path):
     f.write_text("Zelda Quux\nZELDA QUUX\n")
     with pytest.raises(InputFileError, match="c.txt:2: duplicate"):
         read_candidates_file(f, IDS)
+
+
+def test_fakes_are_census_first_names_and_surnames_only():
+    """Every fake is '<first name> <surname>' from the census lists: no table header or footnote ever becomes a name."""
+    surnames = set(census.surnames())
+    firsts = set(census.first_names("m")) | set(census.first_names("f"))
+    fakes = build_candidates(IDS, 1000, seed=0).column("name").to_pylist()[3:]
+    assert all(len(n.split(" ")) == 2 and n.split(" ")[0] in firsts and n.split(" ")[1] in surnames for n in fakes)
+    assert len(surnames) == 1000 and "Archer" in surnames  # rank "1,000": the last data row

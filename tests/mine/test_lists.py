@@ -8,7 +8,9 @@ import pytest
 
 from idia.mine.compare import PUBLISHED, compare, to_markdown
 from idia.core.errors import InputFileError
-from idia.mine.lists import bin_label, bin_table, bucket_of, build_identity_list, write_identity_lists
+from idia.mine.lists import bin_label, bin_table, build_identity_list, write_identity_lists
+from schemas import IDENTITY_LIST
+from schemas.files import bucket_of
 
 
 def counts(pairs):
@@ -32,12 +34,12 @@ def test_membership_eval_subset_and_files(tmp_path):
     assert pd.read_csv(tmp_path / "members.csv")["name"].tolist() == ["C", "D", "E"]
     assert pd.read_csv(tmp_path / "occurrences.csv").shape == (5, 6)
     assert dict(bin_table(lists))["[300, 1000000)"] == 1
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="member_min must be >= 1"):
         build_identity_list(counts([("A", 0)]), member_min=0)
 
 
 def test_bucket_is_stable():
-    assert bucket_of("adrianne-leon", 16) == bucket_of("adrianne-leon", 16)
+    assert bucket_of("adrianne-leon", 16) == 11  # CRC-32, not Python's per-process string hash
     assert {bucket_of(f"id{i}", 8) for i in range(200)} == set(range(8))
 
 
@@ -59,24 +61,24 @@ def test_compare_lists_reports_every_difference(tmp_path):
         compare(bad)
 
 
-def test_csv_writer_quotes_like_python_csv():
+def test_list_csvs_quote_like_python_csv(tmp_path):
     import csv
     import io
 
-    import pyarrow as pa
-
-    from idia.mine.lists import _csv_fields, _csv_rows
-
     t = pa.table({
         "identity_id": ["a", "b", "c", "d", "e"],
-        "name": ['Jo, "Jr"', "Ann\nB", "plain", 'say "hi"', None],
-        "count": pa.array([1, None, 0, 300, 1_000_000], pa.int64()),
-        "bin": ["[0, 25)", "[300, 1000000)", "x", "", "[1000000, inf)"],
-        "in_eval_subset": pa.array([True, False, None, True, False]),
-    })
+        "name": ['Jo, "Jr"', "Ann\nB", "plain", 'say "hi"', "Émile"],
+        "count": pa.array([1, 0, 0, 300, 1_000_000], pa.int64()),
+        "membership": ["member", "non_member", "non_member", "member", "member"],
+        "bin": ["[0, 25)", "[0, 25)", "[0, 25)", "[300, 1000000)", "[1000000, inf)"],
+        "in_eval_subset": [True, True, False, False, False],
+    }, schema=IDENTITY_LIST)
+    write_identity_lists(t, tmp_path)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(t.column_names)
     w.writerows(zip(*(t.column(c).to_pylist() for c in t.column_names)))
-    assert _csv_rows(_csv_fields(t)) == buf.getvalue()
-    assert _csv_rows(_csv_fields(t.slice(0, 0))) == "identity_id,name,count,bin,in_eval_subset\n"
+    assert (tmp_path / "occurrences.csv").read_bytes().decode() == buf.getvalue()
+    assert (tmp_path / "non_members.csv").read_text() == 'identity_id,name,count\nb,"Ann\nB",0\nc,plain,0\n'
+    write_identity_lists(t.slice(0, 0), tmp_path / "empty")
+    assert (tmp_path / "empty" / "members.csv").read_text() == "identity_id,name,count\n"
