@@ -9,14 +9,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.attack import AttackConfig, run_attack
-from tests.support.dask_cluster import DaskTestCluster
+from idia.attack.config import AttackConfig
+from idia.core.errors import ConfigError
+from jobs.attack import run_attack
+from tests.support.dask_cluster import ROOT, DaskTestCluster, register_slow_tasks
 from tests.support.tiny_model import save_tiny_model, write_identities, write_image_folder
 
 pytestmark = pytest.mark.cluster
 
 IDS = [f"id{i:02d}" for i in range(10)] + ["skipme", "broken", "ghost"]
-TABLES = ("attacks.parquet", "attack_status.parquet", "membership.parquet", "candidates.parquet")
+TABLES = ("attacks.parquet", "attack_status.parquet", "candidates.parquet")
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +29,13 @@ def world(tmp_path_factory):
     counts.update({"skipme": 2, "stranger": 3})
     write_image_folder(d / "images", counts, corrupt={"id03": 1, "broken": 2})
     write_identities(d / "ids.parquet", IDS)
-    (d / "truth.csv").write_text("identity_id,is_member\n" + "".join(f"{i},{n % 2}\n" for n, i in enumerate(IDS)))
     cluster = DaskTestCluster(d / "dask")
     cluster.start_scheduler()
-    slow = {"IDIA_ATTACK_SLOW_GROUP_S": "0.3"}  # widens the window in which the kill test strikes
-    cluster.add_worker("a", slow)
-    cluster.add_worker("b", slow)
+    env = {"PYTHONPATH": str(ROOT)}  # the workers import the test plugin below from tests.support
+    cluster.add_worker("a", env)
+    cluster.add_worker("b", env)
     cluster.wait_workers(2)
+    register_slow_tasks(cluster.address, 0.3)  # widens the window in which the kill test strikes
     yield d, spec, cluster
     cluster.stop()
 
@@ -41,7 +43,7 @@ def world(tmp_path_factory):
 def _cfg(d, spec, cluster, out, **kw):
     base = dict(images=str(d / "images"), identities=str(d / "ids.parquet"), model=spec, out=str(out),
                 k=[1, 3, 5], draws=4, num_candidates=40, cache_dir=str(d / "cache"), group_size=1, min_images=3,
-                scheduler=cluster.address, ground_truth=str(d / "truth.csv"), batch_size=4)
+                scheduler=cluster.address, batch_size=4)
     base.update(kw)
     return AttackConfig(**base)
 
@@ -76,8 +78,7 @@ def test_attack_on_dask_accounts_for_everything_and_resumes(world):
     assert len(preds) == 21 * (s["images_encoded"])
     preds = preds[preds.identity_id == "id00"]
     assert len(preds) == 4 * 21 and set(preds.template_index) == set(range(21))
-    m = pq.read_table(d / "out1" / "membership.parquet").to_pandas()
-    assert len(m) == 10 and set(m.k) == {5} and m.is_member.notna().all()
+    assert not (d / "out1" / "membership.parquet").exists()  # membership is evaluate's
 
     # a rerun into the same folder resumes: nothing is recomputed, the tables are the same
     again = run_attack(_cfg(d, spec, cluster, d / "out1"), progress=False)
@@ -86,6 +87,9 @@ def test_attack_on_dask_accounts_for_everything_and_resumes(world):
     fresh = run_attack(_cfg(d, spec, cluster, d / "out2"), progress=False)
     assert fresh["text_prompts_computed"] == 0 and fresh["text_cache_hit"] is True
     _same_tables(d / "out1", d / "out2")
+    # another output-changing setting on the same folder: an error naming it, before any task runs
+    with pytest.raises(ConfigError, match=r"holds attack results made with other settings \(draws: 4 -> 5\)"):
+        run_attack(_cfg(d, spec, cluster, d / "out1", draws=5), progress=False)
 
 
 def test_a_worker_killed_midway_gives_the_same_tables(world):
@@ -93,12 +97,12 @@ def test_a_worker_killed_midway_gives_the_same_tables(world):
     if not (d / "out1" / "attacks.parquet").exists():
         run_attack(_cfg(d, spec, cluster, d / "out1"), progress=False)
     out = d / "killed"
-    cmd = [sys.executable, "-m", "jobs.attack", "--images", str(d / "images"), "--identities", str(d / "ids.parquet"),
+    cmd = [sys.executable, "-m", "pipelines.cli", "attack", "--images", str(d / "images"), "--identities", str(d / "ids.parquet"),
            "--model", spec, "--out", str(out), "--k", "1,3,5", "--draws", "4", "--num-candidates", "40",
            "--cache-dir", str(d / "cache"), "--group-size", "1", "--min-images", "3", "--batch-size", "4",
-           "--scheduler", cluster.address, "--ground-truth", str(d / "truth.csv"), "--quiet"]
+           "--scheduler", cluster.address, "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(Path(__file__).parents[2]))
-    markers = out / "parts" / "completions"
+    markers = out / "parts" / "_done"
     deadline = time.time() + 120
     done_at_kill = None
     while time.time() < deadline and proc.poll() is None:

@@ -25,7 +25,9 @@ import pytest
 from PIL import Image
 
 from idia.world.server import LoopbackServer
-from jobs.download import DownloadConfig, run_download
+from idia.core.errors import ConfigError
+from idia.download.config import DownloadConfig
+from jobs.download import run_download
 from schemas import DOWNLOAD_INDEX
 from tests.support.http_fixtures import FixtureSite, image_bytes, write_mine_output
 
@@ -186,6 +188,11 @@ def test_rerun_and_retry_failed(world, tmp_path):
     assert rep["totals"]["downloaded"] == world["report"]["totals"]["downloaded"] + 1
     assert len(rep["rounds"]) == 2 and rep["rounds"][1]["n_rows"] == 13
     assert site.forbidden.requests == []
+    # Another output-changing setting on the same folder stops with an error naming it; nothing is fetched.
+    n = len(site.server.requests)
+    with pytest.raises(ConfigError, match=r"holds download results made with other settings \(image_size: 64 -> 96\)"):
+        run_download(DownloadConfig(**{**cfg.__dict__, "image_size": 96}))
+    assert len(site.server.requests) == n
 
 
 @pytest.mark.slow
@@ -214,8 +221,8 @@ def test_killed_run_resumes_without_redownloading(tmp_path):
         rows = [{"identity_id": f"p{i % 3}", "SAMPLE_ID": i, "URL": srv.url(p)} for i, p in enumerate(paths)]
         mine = write_mine_output(tmp_path / "mine", rows, ["p0", "p1", "p2"])
         out = tmp_path / "out"
-        cmd = [sys.executable, "-m", "jobs.download", "--manifests", str(mine), "--out", str(out),
-               "--allow-private-network", "127.0.0.1/32", "--processes", "1", "--threads", "3", "--shard-size", "3",
+        cmd = [sys.executable, "-m", "pipelines.cli", "download", "--manifests", str(mine), "--out", str(out),
+               "--allowed-networks", "127.0.0.1/32", "--processes", "1", "--threads", "3", "--shard-size", "3",
                "--image-size", "32"]
         env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

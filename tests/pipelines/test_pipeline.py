@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from idia.core.config import ConfigError
+from pipelines.cli import main as cli_main
 from pipelines.run import PipelineConfig, WorldSection, load_pipeline, run_pipeline
 
 pytestmark = pytest.mark.slow
@@ -100,6 +101,14 @@ def test_rerun_resumes_and_gives_identical_tables(run):
     assert again["stages"]["world"]["skipped"] is True
     assert again["stages"]["train"]["skipped"] is True
     assert again["stages"]["mine"].get("resumed") is True
+    assert again["stages"]["attack"]["groups_run"] == 0
+
+
+def test_a_changed_setting_stops_the_rerun_naming_it(run, tmp_path):
+    cfg, out, _ = run
+    changed = PipelineConfig(**{**cfg.__dict__, "attack": {**cfg.attack, "draws": 6}})
+    with pytest.raises(ConfigError, match=r"attack results made with other settings \(draws: 5 -> 6\)"):
+        run_pipeline(changed)
 
 
 def test_pipeline_config_rejects_unknown_and_wired_keys(tmp_path):
@@ -111,3 +120,18 @@ def test_pipeline_config_rejects_unknown_and_wired_keys(tmp_path):
     cfg.mine = {"out": "/elsewhere"}
     with pytest.raises(ConfigError, match="set by the pipeline"):
         run_pipeline(cfg)
+
+
+def test_dry_run_prints_every_resolved_stage_with_overrides(tmp_path, capsys):
+    cfgfile = tmp_path / "p.yaml"
+    cfgfile.write_text("out: runs/x\nworld: {preset: reduced, train_preset: reduced}\nmine: {buckets: 4}\n"
+                       "attack: {k: [1, 3], draws: 5}\n")
+    rc = cli_main(["run", str(cfgfile), "--dry-run", "--set", "attack.draws=7", "--set", "world.config.seed=3",
+                   "--set", "mine.match=paper"])
+    assert rc == 0
+    resolved = json.loads(capsys.readouterr().out)
+    assert resolved["attack"]["draws"] == 7 and resolved["attack"]["k"] == [1, 3]
+    assert resolved["world"]["seed"] == 3 and resolved["mine"]["match"] == "paper" and resolved["mine"]["buckets"] == 4
+    assert resolved["mine"]["out"] == "runs/x/mine" and resolved["attack"]["model"] == "local-dir:runs/x/model"
+    assert not (tmp_path / "runs").exists()
+    assert cli_main(["run", str(cfgfile), "--dry-run", "--set", "attack.bogus=1"]) == 2

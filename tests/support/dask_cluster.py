@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 DASK = str(Path(sys.executable).with_name("dask"))
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class DaskTestCluster:
@@ -83,3 +84,33 @@ class DaskTestCluster:
                     p.wait(timeout=10)
         for log in self._logs:
             log.close()
+
+
+class SlowTasks:
+    """Test-only fault injection, as a Dask worker plugin: each task waits `seconds` before it runs, which widens
+    the window in which a kill test strikes. Registered through a client (`register_slow_tasks`), never in idia."""
+
+    name = "idia-test-slow-tasks"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def setup(self, worker) -> None:  # noqa: D401 - WorkerPlugin hook
+        pass
+
+    def teardown(self, worker) -> None:
+        pass
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        if finish == "executing":
+            time.sleep(self.seconds)
+
+
+def register_slow_tasks(address: str, seconds: float) -> None:
+    """Install SlowTasks on every worker of the cluster at `address` (and on workers that join later)."""
+    from distributed import Client
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    plugin = type("SlowTasksPlugin", (SlowTasks, WorkerPlugin), {})(seconds)
+    with Client(address, timeout="30s") as c:
+        c.register_plugin(plugin)
