@@ -21,7 +21,9 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 setup: $(STAMP)  ## create .venv with the pinned stack and the `idia` command
 
-test: $(STAMP)  ## set up if needed, then run the whole test suite
+test: $(STAMP)  ## set up if needed, then lint, check formatting and run the whole test suite
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VPY) -m pytest -q -ra tests
 
 demo: $(STAMP)  ## set up if needed, then run the embedded end-to-end demo (synthetic world, tiny CLIP)
@@ -30,7 +32,7 @@ demo: $(STAMP)  ## set up if needed, then run the embedded end-to-end demo (synt
 bench: $(STAMP)  ## run the CPU benchmarks recorded in BENCHMARKS.md (tens of minutes; bench/attack_gpu.sh is for a GPU)
 	$(VPY) -m bench.mine --rlike-rows 20000
 	$(VPY) -m bench.download --n 3000 --reps 2 --shard-size 500
-	$(VPY) bench/attack.py --identities 16 --images-per-identity 12 --num-candidates 100
+	$(VPY) -m bench.attack --identities 16 --images-per-identity 12 --num-candidates 100
 
 clean:  ## remove build debris (keeps .venv)
 	rm -rf .pytest_cache *.egg-info spark-warehouse

@@ -40,27 +40,37 @@ def make_images(root: Path, n_ids: int, per_id: int, size: int, seed: int = 0) -
     return ids
 
 
-def raw_forward(params: dict, paths: list[str], batch_size: int, repeats: int = 1) -> dict:
+def raw_forward(spec, paths: list[str], batch_size: int, repeats: int = 1) -> dict:
     """On a worker: preprocess every image (untimed), then time only the encoder on the same batches."""
+    import dataclasses
+
     import torch
     from PIL import Image
 
     from idia.attack.embeddings import encode_image_tensor
-    from jobs.attack import _model
+    from idia.attack.models import cached_model
+    from jobs.dask_cluster import worker_device
 
-    model, preprocess, _, device = _model(params)
+    spec = dataclasses.replace(spec, device=worker_device(spec.device))
+    model, preprocess, _ = cached_model(spec)
+    device, precision = spec.device, spec.precision
     tensors = [preprocess(Image.open(p).convert("RGB")) for p in paths]
-    batches = [torch.stack(tensors[s:s + batch_size]) for s in range(0, len(tensors), batch_size)]
-    encode_image_tensor(model, batches[0][:2], device, params["precision"])  # warm-up
+    batches = [torch.stack(tensors[s : s + batch_size]) for s in range(0, len(tensors), batch_size)]
+    encode_image_tensor(model, batches[0][:2], device, precision)  # warm-up
     best = None
     for _ in range(repeats):
         t0 = time.perf_counter()
         for b in batches:
-            encode_image_tensor(model, b, device, params["precision"])
+            encode_image_tensor(model, b, device, precision)
         dt = time.perf_counter() - t0
         best = dt if best is None else min(best, dt)
-    return {"images": len(paths), "seconds": best, "images_per_s": len(paths) / best, "device": device,
-            "threads": torch.get_num_threads()}
+    return {
+        "images": len(paths),
+        "seconds": best,
+        "images_per_s": len(paths) / best,
+        "device": device,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> int:
@@ -82,7 +92,9 @@ def main() -> int:
 
     from distributed import Client, LocalCluster
 
-    from jobs.attack import AttackConfig, _params, run_attack
+    from idia.attack.config import AttackConfig
+    from idia.attack.models import ModelSpec
+    from jobs.attack import run_attack
     from tests.support.tiny_model import save_tiny_model, write_identities
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="idia-bench-"))
@@ -90,19 +102,27 @@ def main() -> int:
     ids = make_images(work / "images", args.identities, args.images_per_identity, args.image_size)
     write_identities(work / "ids.parquet", ids)
     threads = args.torch_threads or os.cpu_count() or 1
-    cfg = dict(images=str(work / "images"), identities=str(work / "ids.parquet"), model=spec,
-               num_candidates=max(args.num_candidates, len(ids)), draws=args.draws, batch_size=args.batch_size,
-               group_size=args.group_size, decode_threads=args.decode_threads, torch_threads=threads,
-               precision=args.precision, cache_dir=str(work / "cache"))
+    cfg = dict(
+        images=str(work / "images"),
+        identities=str(work / "ids.parquet"),
+        model=spec,
+        num_candidates=max(args.num_candidates, len(ids)),
+        draws=args.draws,
+        batch_size=args.batch_size,
+        group_size=args.group_size,
+        decode_threads=args.decode_threads,
+        torch_threads=threads,
+        precision=args.precision,
+        cache_dir=str(work / "cache"),
+    )
     paths = sorted(str(p) for p in (work / "images").glob("*/*.jpg"))
-    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None)
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None)
     client = Client(cluster)
     try:
         t0 = time.perf_counter()
         cold = run_attack(AttackConfig(out=str(work / "out_cold"), **cfg), client=client, progress=False)
         cold_s = time.perf_counter() - t0
-        params = _params(AttackConfig(out="x", **cfg))
+        params = ModelSpec(spec, None, 0, "auto", args.precision, threads)
         raw1 = client.submit(raw_forward, params, paths, args.batch_size, 2, pure=False).result()
         t0 = time.perf_counter()
         warm = run_attack(AttackConfig(out=str(work / "out_warm"), **cfg), client=client, progress=False)
@@ -115,15 +135,23 @@ def main() -> int:
     e2e_rate = warm["images_encoded"] / warm_s
     res = {
         "model": spec if args.model else "bench-small (local-dir, random weights): " + json.dumps(BENCH_CFG),
-        "device": raw1["device"], "torch_threads": raw1["threads"], "images": warm["images_encoded"],
-        "image_size": args.image_size, "batch_size": args.batch_size, "candidates": cold["candidates"],
-        "templates": cold["templates"], "draws": args.draws, "k_values": 16,
+        "device": raw1["device"],
+        "torch_threads": raw1["threads"],
+        "images": warm["images_encoded"],
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "candidates": cold["candidates"],
+        "templates": cold["templates"],
+        "draws": args.draws,
+        "k_values": 16,
         "raw_forward_images_per_s": [round(raw1["images_per_s"], 2), round(raw2["images_per_s"], 2)],
         "end_to_end_images_per_s": round(e2e_rate, 2),
         "ratio_end_to_end_vs_raw": round(e2e_rate / raw_rate, 3),
-        "cold_run_s": round(cold_s, 2), "cold_text_prompts_computed": cold["text_prompts_computed"],
+        "cold_run_s": round(cold_s, 2),
+        "cold_text_prompts_computed": cold["text_prompts_computed"],
         "cold_text_s": cold.get("text_s"),
-        "warm_run_s": round(warm_s, 2), "warm_text_prompts_computed": warm["text_prompts_computed"],
+        "warm_run_s": round(warm_s, 2),
+        "warm_text_prompts_computed": warm["text_prompts_computed"],
         "warm_text_s": warm.get("text_s"),
     }
     print(json.dumps(res, indent=2))

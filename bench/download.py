@@ -36,14 +36,22 @@ def _make_site(root: Path, n: int) -> None:
         (img / f"{i:05d}.jpg").write_bytes(buf.getvalue())
 
 
-def run(n: int = 3000, reps: int = 2, processes: int = 2, threads: int = 16, shard_size: int = 1000,
-        workdir: str | None = None) -> dict:
+def run(
+    n: int = 3000,
+    reps: int = 2,
+    processes: int = 2,
+    threads: int = 16,
+    shard_size: int = 1000,
+    workdir: str | None = None,
+) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from img2dataset import download as i2d_download
 
+    from idia.download.config import DownloadConfig
+    from idia.download.stage import OPT_OUT_DIRECTIVES
     from idia.world.server import LoopbackServer
-    from jobs.download import OPT_OUT_DIRECTIVES, DownloadConfig, run_download
+    from jobs.download import run_download
     from schemas import IDENTITIES, MANIFEST
 
     tmp = Path(workdir or tempfile.mkdtemp(prefix="bench-download-"))
@@ -56,27 +64,55 @@ def run(n: int = 3000, reps: int = 2, processes: int = 2, threads: int = 16, sha
         urls = [srv.url(f"img/{i:05d}.jpg") for i in range(n)]
         ids = [f"id{i % 100:03d}" for i in range(n)]
         # The same rows for both: a URL list for img2dataset, a mine-output manifest for the stage.
-        pq.write_table(pa.table({"url": urls, "identity_id": ids, "source_id": [str(i) for i in range(n)]}),
-                       tmp / "urls.parquet")
+        pq.write_table(
+            pa.table({"url": urls, "identity_id": ids, "source_id": [str(i) for i in range(n)]}), tmp / "urls.parquet"
+        )
         man = tmp / "mine" / "manifests" / "bucket=000"
         man.mkdir(parents=True, exist_ok=True)
-        rows = [{**{f.name: None for f in MANIFEST}, "identity_id": ids[i], "SAMPLE_ID": i, "URL": urls[i]}
-                for i in range(n)]
+        rows = [
+            {**{f.name: None for f in MANIFEST}, "identity_id": ids[i], "SAMPLE_ID": i, "URL": urls[i]}
+            for i in range(n)
+        ]
         rows.sort(key=lambda r: (r["identity_id"], r["SAMPLE_ID"]))
         pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST), man / "part-00000.parquet")
-        pq.write_table(pa.Table.from_pylist([{"identity_id": f"id{i:03d}", "name": f"Person {i}", "aliases": [],
-                                              "sex": None, "source_line": i + 1} for i in range(100)],
-                                            schema=IDENTITIES), tmp / "mine" / "identities.parquet")
+        pq.write_table(
+            pa.Table.from_pylist(
+                [
+                    {
+                        "identity_id": f"id{i:03d}",
+                        "name": f"Person {i}",
+                        "aliases": [],
+                        "sex": None,
+                        "source_line": i + 1,
+                    }
+                    for i in range(100)
+                ],
+                schema=IDENTITIES,
+            ),
+            tmp / "mine" / "identities.parquet",
+        )
         for rep in range(reps):
             out = tmp / f"bare-{rep}"
             t = time.perf_counter()
             i2d_download(
-                url_list=str(tmp / "urls.parquet"), input_format="parquet", url_col="url",
-                save_additional_columns=["identity_id", "source_id"], output_format="webdataset",
-                output_folder=str(out), processes_count=processes, thread_count=threads,
-                number_sample_per_shard=shard_size, image_size=256, resize_mode="keep_ratio", encode_quality=95,
-                encode_format="jpg", extract_exif=False, compute_hash="sha256", timeout=10,
-                user_agent_token="img2dataset", disallowed_header_directives=OPT_OUT_DIRECTIVES,
+                url_list=str(tmp / "urls.parquet"),
+                input_format="parquet",
+                url_col="url",
+                save_additional_columns=["identity_id", "source_id"],
+                output_format="webdataset",
+                output_folder=str(out),
+                processes_count=processes,
+                thread_count=threads,
+                number_sample_per_shard=shard_size,
+                image_size=256,
+                resize_mode="keep_ratio",
+                encode_quality=95,
+                encode_format="jpg",
+                extract_exif=False,
+                compute_hash="sha256",
+                timeout=10,
+                user_agent_token="img2dataset",
+                disallowed_header_directives=OPT_OUT_DIRECTIVES,
                 distributor="multiprocessing",
             )
             times["img2dataset"].append(time.perf_counter() - t)
@@ -86,21 +122,37 @@ def run(n: int = 3000, reps: int = 2, processes: int = 2, threads: int = 16, sha
 
             out = tmp / f"stage-{rep}"
             t = time.perf_counter()
-            report = run_download(DownloadConfig(
-                out=str(out), manifests=str(tmp / "mine"), allowed_networks=["127.0.0.1/32"], processes=processes,
-                threads=threads, shard_size=shard_size, image_size=256, resize_mode="keep_ratio", encode_quality=95,
-            ))
+            report = run_download(
+                DownloadConfig(
+                    out=str(out),
+                    manifests=str(tmp / "mine"),
+                    allowed_networks=["127.0.0.1/32"],
+                    processes=processes,
+                    threads=threads,
+                    shard_size=shard_size,
+                    image_size=256,
+                    resize_mode="keep_ratio",
+                    encode_quality=95,
+                )
+            )
             times["stage"].append(time.perf_counter() - t)
             counts["stage"].append(report["totals"]["downloaded"])
             shard_s["stage"].append(report["img2dataset"]["duration_s_sum"])
-            print(f"rep {rep}: img2dataset {times['img2dataset'][-1]:.1f} s, stage {times['stage'][-1]:.1f} s",
-                  flush=True)
+            print(
+                f"rep {rep}: img2dataset {times['img2dataset'][-1]:.1f} s, stage {times['stage'][-1]:.1f} s", flush=True
+            )
     ratios = [s / b for s, b in zip(times["stage"], times["img2dataset"])]
     result = {
-        "n_urls": n, "reps": reps, "processes": processes, "threads": threads, "shard_size": shard_size,
+        "n_urls": n,
+        "reps": reps,
+        "processes": processes,
+        "threads": threads,
+        "shard_size": shard_size,
         "wall_s": {k: [round(v, 2) for v in vs] for k, vs in times.items()},
         "shard_s_sum": {k: [round(v, 2) for v in vs] for k, vs in shard_s.items()},
-        "shard_ratio_median": round(statistics.median(s / b for s, b in zip(shard_s["stage"], shard_s["img2dataset"])), 3),
+        "shard_ratio_median": round(
+            statistics.median(s / b for s, b in zip(shard_s["stage"], shard_s["img2dataset"])), 3
+        ),
         "downloaded": counts,
         "ratio_per_rep": [round(r, 3) for r in ratios],
         "ratio_median": round(statistics.median(ratios), 3),
@@ -118,10 +170,10 @@ def micro(n: int = 600, rounds: int = 5) -> dict:
 
     from img2dataset.resizer import Resizer
 
-    from idia.download.opener import build_guarded_opener
     from idia.download.image_checks import SafeResizer
-    from idia.world.server import LoopbackServer
+    from idia.download.opener import build_guarded_opener
     from idia.download.url_guard import UrlGuard
+    from idia.world.server import LoopbackServer
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-download-micro-"))
     _make_site(tmp, 50)
@@ -148,9 +200,12 @@ def micro(n: int = 600, rounds: int = 5) -> dict:
                 best[name] = min(best[name], time.perf_counter() - t)
     shutil.rmtree(tmp, ignore_errors=True)
     per = {k: round(v / n * 1e3, 3) for k, v in best.items()}
-    return {"n": n, "ms_per_image": per,
-            "fetch_ratio": round(best["fetch_guarded"] / best["fetch_plain"], 3),
-            "resize_ratio": round(best["resize_safe"] / best["resize_plain"], 3)}
+    return {
+        "n": n,
+        "ms_per_image": per,
+        "fetch_ratio": round(best["fetch_guarded"] / best["fetch_plain"], 3),
+        "resize_ratio": round(best["resize_safe"] / best["resize_plain"], 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

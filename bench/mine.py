@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import os
+import statistics
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -24,9 +25,9 @@ NAME_SIZES = (1_000, 10_000, 100_000)
 
 
 def write_names(n: int, path: Path, seed: int) -> Path:
-    from idia.mine.sample import generate_names
-
     import csv
+
+    from idia.mine.sample import generate_names
 
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -51,8 +52,6 @@ def floor(files: list[Path], names: Path, mode: str = "normalized", batch: int =
     return time.perf_counter() - t0, rows, hits
 
 
-import warnings
-
 warnings.filterwarnings("ignore", message="This pattern is interpreted as a regular expression")
 
 
@@ -72,8 +71,17 @@ def pandas_study(files: list[Path], names: Path, sample_rows: int) -> tuple[floa
 def spark_rlike_subprocess(files: list[Path], names: Path, sample_rows: int) -> tuple[float, int, int]:
     """spark_rlike in a fresh process whose JVM keeps its full JIT (the job's local sessions run C1 only)."""
     r = subprocess.run(
-        [sys.executable, "-m", "bench.mine", "--rlike-only", json.dumps([[str(f) for f in files], str(names), sample_rows])],
-        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent,
+        [
+            sys.executable,
+            "-m",
+            "bench.mine",
+            "--rlike-only",
+            json.dumps([[str(f) for f in files], str(names), sample_rows]),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
     )
     return tuple(json.loads(r.stdout.strip().splitlines()[-1]))
 
@@ -82,7 +90,9 @@ def rlike_only(spec: str) -> int:
     from jobs.spark_session import get_spark
 
     files, names, sample_rows = json.loads(spec)
-    spark = get_spark("local[2]", app_name="idia-bench-rlike", conf={"spark.driver.extraJavaOptions": "-XX:+TieredCompilation"})
+    spark = get_spark(
+        "local[2]", app_name="idia-bench-rlike", conf={"spark.driver.extraJavaOptions": "-XX:+TieredCompilation"}
+    )
     print(json.dumps(spark_rlike(spark, [Path(f) for f in files], Path(names), sample_rows)))
     spark.stop()
     return 0
@@ -107,9 +117,10 @@ def spark_rlike(spark, files: list[Path], names: Path, sample_rows: int) -> tupl
 
 MEM_SCRIPT = r"""
 import sys, json, tempfile
-from jobs.mine import scan_unit, _matcher, _units
 import pyarrow as pa, pyarrow.parquet as pq
 from idia.mine.names import read_names
+from idia.mine.plan import InputFile, plan_units
+from idia.mine.scan import ScanContext, scan_unit
 files, names, batch = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 ids = read_names(names)
 sink = pa.BufferOutputStream()
@@ -117,15 +128,16 @@ with pa.ipc.new_stream(sink, ids.schema) as w: w.write_table(ids)
 good = []
 for fi, f in enumerate(files):
     md = pq.ParquetFile(f).metadata
-    rgs = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
-    good.append({"index": fi, "rows": sum(rgs), "row_groups": rgs})
-units = _units(good, 10**12)  # one task per whole shard: the worst case for the memory bound
-payload = dict(key="k", identities=sink.getvalue().to_pybytes(),
-               mode="normalized", threshold=90.0, buckets=16, columns="laion400m", batch_size=batch, files=files,
-               units=units, staging=tempfile.mkdtemp(prefix="idia-bench-mem-"))
-_matcher(payload)
+    good.append(InputFile(f, fi, 0, 0, tuple(md.row_group(i).num_rows for i in range(md.num_row_groups))))
+units = plan_units(good, 10**12)  # one task per whole shard: the worst case for the memory bound
+ctx = ScanContext(identities=sink.getvalue().to_pybytes(), matcher_key="k", mode="normalized", threshold=90.0,
+                  buckets=16, columns="laion400m", batch_size=batch, files=tuple(files),
+                  staging=tempfile.mkdtemp(prefix="idia-bench-mem-"), fingerprint="bench")
+from idia.mine.scan import matcher_for
+from idia.core.stats import Stats
+matcher_for(ctx, Stats())  # the automaton is built before the baseline is read
 base = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-rows = sum(scan_unit(payload, u)["rows_read"] for u in range(len(units)))
+rows = sum(scan_unit(ctx, u)["rows_read"] for u in units)
 # VmHWM, not ru_maxrss: after fork + exec Linux keeps the parent's maxrss in ru_maxrss, VmHWM starts afresh.
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 print(json.dumps({"rows": rows, "base_kb": base, "peak_kb": hwm,
@@ -134,10 +146,13 @@ print(json.dumps({"rows": rows, "base_kb": base, "peak_kb": hwm,
 
 
 def executor_memory(files: list[Path], names: Path, batch: int) -> dict:
-    """Peak RSS of the executor code path (jobs.mine.scan_unit) in a fresh process over the given files."""
+    """Peak RSS of the executor code path (idia.mine.scan.scan_unit) in a fresh process over the given files."""
     r = subprocess.run(
         [sys.executable, "-c", MEM_SCRIPT, json.dumps([str(f) for f in files]), str(names), str(batch)],
-        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
     )
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -150,11 +165,20 @@ def main() -> int:
     ap.add_argument("--pandas-rows", type=int, default=20_000, help="subsample for the pandas baseline")
     ap.add_argument("--rlike-rows", type=int, default=50_000, help="subsample for rlike at 1k names (/10 at 10k)")
     ap.add_argument("--seed", type=int, default=1, help="data seed")
-    ap.add_argument("--repeats", type=int, default=5, help="back-to-back floor + job pairs per name count (medians kept)")
-    ap.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
-                    help="extra setting for the job's Spark session, e.g. spark.driver.extraJavaOptions=-XX:+TieredCompilation")
+    ap.add_argument(
+        "--repeats", type=int, default=5, help="back-to-back floor + job pairs per name count (medians kept)"
+    )
+    ap.add_argument(
+        "--spark-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra setting for the job's Spark session, e.g. spark.driver.extraJavaOptions=-XX:+TieredCompilation",
+    )
     ap.add_argument("--name-sizes", type=int, nargs="+", default=list(NAME_SIZES), help="names-list sizes to run")
-    ap.add_argument("--memory-only", action="store_true", help="only measure the executor's memory (data from an earlier run)")
+    ap.add_argument(
+        "--memory-only", action="store_true", help="only measure the executor's memory (data from an earlier run)"
+    )
     ap.add_argument("--rlike-only", default=None, help=argparse.SUPPRESS)  # internal: the rlike baseline's own process
     args = ap.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -167,22 +191,31 @@ def main() -> int:
         mem["all_files_8192"] = executor_memory(files, names, 8192)
         print(json.dumps(mem))
         return 0
-    os.environ["IDIA_KEEP_SPARK"] = "1"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from idia.mine.sample import SampleConfig, generate
 
     data = out / "data"
     if not (data / "expected.json").exists():
-        generate(SampleConfig(out=str(data), shards=args.shards, rows_per_shard=args.rows_per_shard, names=1000 - 11,
-                              caption_pool=50_000, expected=False, seed=args.seed))
+        generate(
+            SampleConfig(
+                out=str(data),
+                shards=args.shards,
+                rows_per_shard=args.rows_per_shard,
+                names=1000 - 11,
+                caption_pool=50_000,
+                expected=False,
+                seed=args.seed,
+            )
+        )
     files = sorted((data / "shards").glob("*.parquet"))
     total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     names = {n: write_names(n, out / f"names_{n}.csv", args.seed) for n in sorted({1000, *args.name_sizes})}
     conf = dict(kv.split("=", 1) for kv in args.spark_conf)
     res: dict = {"captions": total, "files": len(files), "cores_spark": 2, "spark_conf": conf, "rows": {}}
 
-    from jobs.mine import MineConfig, run_mine
+    from idia.mine.config import MineConfig
+    from jobs.mine import run_mine
     from jobs.spark_session import get_spark
 
     spark = get_spark("local[2]", app_name="idia-bench", conf=conf)
@@ -194,7 +227,10 @@ def main() -> int:
         for _rep in range(args.repeats):
             fl.append(floor(files, names[n]))
             t0 = time.perf_counter()
-            st = run_mine(MineConfig(shards=[str(f) for f in files], names=str(names[n]), out=str(out / f"job_{n}"), force=True), spark=spark)
+            st = run_mine(
+                MineConfig(shards=[str(f) for f in files], names=str(names[n]), out=str(out / f"job_{n}"), force=True),
+                spark=spark,
+            )
             jb.append((time.perf_counter() - t0, st))
         # Each floor run and the job run right after it saw the same machine: their ratio is the figure kept
         # (median over the pairs); rates are medians too.
@@ -203,12 +239,23 @@ def main() -> int:
         for (_f, _r, h), (_j, s) in zip(fl, jb):
             assert s["totals"]["match_pairs"] == h == hits, (s["totals"]["match_pairs"], h, hits)
         ratios = [f[0] / (2 * j[0]) for f, j in zip(fl, jb)]
-        r["floor"] = {"s": statistics.median(f[0] for f in fl), "rows": rows, "matches": hits, "all_s": [f[0] for f in fl]}
+        r["floor"] = {
+            "s": statistics.median(f[0] for f in fl),
+            "rows": rows,
+            "matches": hits,
+            "all_s": [f[0] for f in fl],
+        }
         r["floor"]["per_core"] = rows / r["floor"]["s"]
         best = min(jb, key=lambda x: x[0])[1]
-        r["job"] = {"s": statistics.median(j[0] for j in jb), "rows": st["totals"]["rows_read"],
-                    "task_s": best["totals"]["task_ms"] / 1000, "all_s": [j[0] for j in jb], "stage_s": best["stage_s"],
-                    "best_s": min(j[0] for j in jb), "tasks": st["work_units"]}
+        r["job"] = {
+            "s": statistics.median(j[0] for j in jb),
+            "rows": st["totals"]["rows_read"],
+            "task_s": best["totals"]["task_ms"] / 1000,
+            "all_s": [j[0] for j in jb],
+            "stage_s": best["stage_s"],
+            "best_s": min(j[0] for j in jb),
+            "tasks": st["work_units"],
+        }
         r["job"]["per_core"] = rows / r["job"]["s"] / 2
         r["ratio"] = {"median": statistics.median(ratios), "all": ratios}
         if n == 1000:
@@ -263,8 +310,10 @@ def render(res: dict) -> str:
         )
     lines.append("")
     if 100000 in R and base:
-        lines.append(f"- 100k names vs 1k names (job time per caption): {base['job']['per_core'] / R[100000]['job']['per_core']:.2f}x; "
-                     f"floor: {base['floor']['per_core'] / R[100000]['floor']['per_core']:.2f}x.")
+        lines.append(
+            f"- 100k names vs 1k names (job time per caption): {base['job']['per_core'] / R[100000]['job']['per_core']:.2f}x; "
+            f"floor: {base['floor']['per_core'] / R[100000]['floor']['per_core']:.2f}x."
+        )
     if base:
         lines.append(
             f"- pandas measured on {base['pandas']['rows']:,} captions x 1,000 names; rlike on {base['rlike']['rows']:,} "
@@ -289,13 +338,24 @@ def render(res: dict) -> str:
         )
         + "."
     )
-    lines.append("- Pair ratios in run order: " + "; ".join(
-        f"{int(n):,} names: " + ", ".join(f"{x:.2f}" for x in r["ratio"]["all"]) for n, r in R.items()) + ".")
-    lines.append("- Per step in the fastest job run (`stage_s` in stats.json): " + "; ".join(
-        f"{int(n):,} names: " + ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in r["job"].get("stage_s", {}).items())
-        for n, r in R.items()) + ".")
+    lines.append(
+        "- Pair ratios in run order: "
+        + "; ".join(f"{int(n):,} names: " + ", ".join(f"{x:.2f}" for x in r["ratio"]["all"]) for n, r in R.items())
+        + "."
+    )
+    lines.append(
+        "- Per step in the fastest job run (`stage_s` in stats.json): "
+        + "; ".join(
+            f"{int(n):,} names: "
+            + ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in r["job"].get("stage_s", {}).items())
+            for n, r in R.items()
+        )
+        + "."
+    )
     lines.append("")
-    lines.append(f"Projection for {LAION_CAPTIONS / 1e6:.0f}M LAION-400M captions at the measured job rate (linear scaling, I/O not limiting):")
+    lines.append(
+        f"Projection for {LAION_CAPTIONS / 1e6:.0f}M LAION-400M captions at the measured job rate (linear scaling, I/O not limiting):"
+    )
     lines.append("")
     lines.append("| names | 1 core | 16 cores | 256 cores |")
     lines.append("|---:|---:|---:|---:|")

@@ -1,6 +1,6 @@
 """Cost of one training step of the tiny CLIP: the issue's reference architecture vs the demo's, side by side.
 
-    .venv/bin/python bench/tiny_clip_step.py [--steps 4 --threads 1 --batch 128]
+.venv/bin/python bench/tiny_clip_step.py [--steps 4 --threads 1 --batch 128]
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from idia.world.train import TrainConfig
 
 ARCHS = {
     # the issue's known-feasible architecture: ViT 64 px, patch 8, width 192, 4 layers; text 3 layers width 128
-    "issue (p8 w192x4, text 3)": dict(patch_size=8, vision_width=192, vision_layers=4, vision_head_width=64,
-                                      text_layers=3),
+    "issue (p8 w192x4, text 3)": dict(
+        patch_size=8, vision_width=192, vision_layers=4, vision_head_width=64, text_layers=3
+    ),
     "demo (TrainConfig defaults)": {},
 }
 
@@ -42,8 +43,9 @@ def main() -> None:
         for i in range(a.steps + 1):
             if i == 1:
                 w, c = time.perf_counter(), time.process_time()
-            loss = loss_fn(model.encode_image(x, normalize=True), model.encode_text(t, normalize=True),
-                           model.logit_scale.exp())
+            loss = loss_fn(
+                model.encode_image(x, normalize=True), model.encode_text(t, normalize=True), model.logit_scale.exp()
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from idia.attack.decision import attack_identity, predict
 from idia.attack.candidates import build_candidates
+from idia.attack.decision import attack_identity, predict
 from idia.attack.embeddings import encode_image_tensor, text_embeddings
 from idia.attack.models import load_model
-from idia.mine.names import read_names
 from idia.attack.prompts import TEMPLATES
+from idia.mine.names import read_names
 from idia.world.generate import read_truth
 
 
@@ -54,8 +54,14 @@ def measure(world: Path, model_dir: Path, ks: list[int], draws: int, tau: int, s
     table = {}
     for k in ks:
         table[k] = {g: round(float(np.mean(v)), 3) for g, v in sorted(results[k].items())}
-    return {"k": ks, "draws": draws, "tau": tau, "n_candidates": len(names), "rate_predicted_member": table,
-            "seconds": round(time.time() - t0, 1)}
+    return {
+        "k": ks,
+        "draws": draws,
+        "tau": tau,
+        "n_candidates": len(names),
+        "rate_predicted_member": table,
+        "seconds": round(time.time() - t0, 1),
+    }
 
 
 def main() -> None:
@@ -71,8 +77,10 @@ def main() -> None:
     res = measure(Path(a.world), Path(a.model), [int(x) for x in a.k.split(",")], a.draws, a.tau, a.seed, a.candidates)
     print(json.dumps(res, indent=1))
     for k, row in res["rate_predicted_member"].items():
-        print(f"k={k}: TPR main {row.get('main')}, FPR non-members {row.get('non_member')}, sweep " +
-              ", ".join(f"{g}={v}" for g, v in row.items() if g.startswith("sweep")))
+        print(
+            f"k={k}: TPR main {row.get('main')}, FPR non-members {row.get('non_member')}, sweep "
+            + ", ".join(f"{g}={v}" for g, v in row.items() if g.startswith("sweep"))
+        )
 
 
 if __name__ == "__main__":

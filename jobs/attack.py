@@ -17,8 +17,9 @@ from jobs.dask_cluster import dask_client, worker_device
 
 
 def _on_worker(fn, ctx, task, torch_threads: int):
-    model = dataclasses.replace(ctx.model, device=worker_device(ctx.model.device),
-                                torch_threads=ctx.model.torch_threads or torch_threads)
+    model = dataclasses.replace(
+        ctx.model, device=worker_device(ctx.model.device), torch_threads=ctx.model.torch_threads or torch_threads
+    )
     return fn(dataclasses.replace(ctx, model=model), task)
 
 
@@ -50,7 +51,7 @@ class DaskExecutor:
 @contextmanager
 def dask_executor(cfg: AttackConfig, client=None, progress: bool = True):
     """A DaskExecutor on `client`, or on one made from cfg.scheduler (else a LocalCluster) and closed here."""
-    with (nullcontext(client) if client is not None else dask_client(cfg.scheduler, cfg.n_workers)) as cl:
+    with nullcontext(client) if client is not None else dask_client(cfg.scheduler, cfg.n_workers) as cl:
         yield DaskExecutor(cl, progress)
 
 

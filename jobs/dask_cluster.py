@@ -38,8 +38,13 @@ def worker_device(requested: str = "auto") -> str:
 
 
 @contextmanager
-def dask_client(scheduler: str | None = None, n_workers: int | None = None, threads_per_worker: int = 1,
-                memory_limit: str = "auto", dashboard: bool = False) -> Iterator[Client]:
+def dask_client(
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    threads_per_worker: int = 1,
+    memory_limit: str = "auto",
+    dashboard: bool = False,
+) -> Iterator[Client]:
     """Yield a connected Client: to `scheduler` (tcp://host:port or a scheduler JSON file) if given, else a local
     cluster: one worker process per GPU (dask-cuda's LocalCUDACluster where installed), or on CPU one process per
     ~4 cores (torch parallelises inside a process; more processes only multiply the model in memory)."""
@@ -57,20 +62,34 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, thre
         try:
             from dask_cuda import LocalCUDACluster
 
-            cluster = LocalCUDACluster(threads_per_worker=threads_per_worker, dashboard_address=":0" if dashboard else None,
-                                       host="127.0.0.1", silence_logs=logging.WARNING)
+            cluster = LocalCUDACluster(
+                threads_per_worker=threads_per_worker,
+                dashboard_address=":0" if dashboard else None,
+                host="127.0.0.1",
+                silence_logs=logging.WARNING,
+            )
         except ImportError:
             logging.info("dask-cuda not installed: LocalCluster with one worker per GPU")
-            cluster = LocalCluster(n_workers=n_workers or n_gpu, threads_per_worker=threads_per_worker,
-                                   processes=True, host="127.0.0.1", memory_limit=memory_limit,
-                                   dashboard_address=":0" if dashboard else None,
-                                   silence_logs=logging.WARNING)
+            cluster = LocalCluster(
+                n_workers=n_workers or n_gpu,
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                host="127.0.0.1",
+                memory_limit=memory_limit,
+                dashboard_address=":0" if dashboard else None,
+                silence_logs=logging.WARNING,
+            )
     else:
         cores = os.cpu_count() or 1
-        cluster = LocalCluster(n_workers=n_workers or max(1, cores // 4), threads_per_worker=threads_per_worker,
-                               processes=True, host="127.0.0.1", memory_limit=memory_limit,
-                               dashboard_address=":0" if dashboard else None,
-                                   silence_logs=logging.WARNING)
+        cluster = LocalCluster(
+            n_workers=n_workers or max(1, cores // 4),
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            host="127.0.0.1",
+            memory_limit=memory_limit,
+            dashboard_address=":0" if dashboard else None,
+            silence_logs=logging.WARNING,
+        )
     client = Client(cluster)
     try:
         yield client

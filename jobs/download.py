@@ -27,8 +27,10 @@ def _spark(cfg: DownloadConfig):
     from jobs.spark_session import get_spark
 
     existing = SparkSession.getActiveSession()
-    spark = existing or get_spark(cfg.master or (None if os.environ.get("SPARK_MASTER") else f"local[{cfg.n_processes()}]"),
-                                  app_name="idia-download")
+    spark = existing or get_spark(
+        cfg.master or (None if os.environ.get("SPARK_MASTER") else f"local[{cfg.n_processes()}]"),
+        app_name="idia-download",
+    )
     try:
         yield spark
     finally:
@@ -55,12 +57,29 @@ def fetch_round(cfg: DownloadConfig, info: dict, out: Path, guard: UrlGuard) -> 
     tmp = shards / "_tmp"
     tmp.mkdir(exist_ok=True)
     carried = ["identity_id", "source_id"] + (["bbox"] if info["crop_to_bbox"] else [])
-    reader = Reader(str((round_dir(out, info["round"]) / "input.parquet").resolve()), "parquet", "url", None, None,
-                    None, carried, info["shard_size"], done, str(tmp.resolve()), info["base_shard"])
+    reader = Reader(
+        str((round_dir(out, info["round"]) / "input.parquet").resolve()),
+        "parquet",
+        "url",
+        None,
+        None,
+        None,
+        carried,
+        info["shard_size"],
+        done,
+        str(tmp.resolve()),
+        info["base_shard"],
+    )
     resizer = SafeResizer(
-        Resizer(image_size=cfg.image_size, resize_mode=cfg.resize_mode, resize_only_if_bigger=False,
-                encode_quality=cfg.encode_quality, encode_format=cfg.encode_format, min_image_size=cfg.min_image_size,
-                max_image_area=cfg.max_pixels),
+        Resizer(
+            image_size=cfg.image_size,
+            resize_mode=cfg.resize_mode,
+            resize_only_if_bigger=False,
+            encode_quality=cfg.encode_quality,
+            encode_format=cfg.encode_format,
+            min_image_size=cfg.min_image_size,
+            max_image_area=cfg.max_pixels,
+        ),
         max_pixels=cfg.max_pixels,
     )
     downloader = Downloader(

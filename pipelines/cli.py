@@ -142,20 +142,33 @@ def _quiet(p: argparse.ArgumentParser) -> None:
 
 def _world_extra(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="world folder to write (skipped if complete with the same config)")
-    p.add_argument("--preset", choices=["demo", "reduced"], default="demo",
-                   help="starting configuration: demo (the end-to-end demo's world) or reduced (test-suite size); "
-                        "--config and options apply over it")
-    p.add_argument("--base-url", default="http://127.0.0.1:8765",
-                   help="URL prefix of the image server that will serve the world folder (`idia serve --root OUT`)")
-    p.add_argument("--force", action="store_true", help="start the folder over, also when it was made with other settings")
+    p.add_argument(
+        "--preset",
+        choices=["demo", "reduced"],
+        default="demo",
+        help="starting configuration: demo (the end-to-end demo's world) or reduced (test-suite size); "
+        "--config and options apply over it",
+    )
+    p.add_argument(
+        "--base-url",
+        default="http://127.0.0.1:8765",
+        help="URL prefix of the image server that will serve the world folder (`idia serve --root OUT`)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="start the folder over, also when it was made with other settings"
+    )
     _quiet(p)
 
 
 def _train_extra(p: argparse.ArgumentParser) -> None:
     p.add_argument("--world", required=True, help="world folder written by `idia world`")
     p.add_argument("--out", required=True, help="model folder to write (open_clip local-dir: format)")
-    p.add_argument("--preset", choices=["demo", "reduced"], default="demo",
-                   help="starting configuration: demo (the end-to-end demo's) or reduced (test-suite size)")
+    p.add_argument(
+        "--preset",
+        choices=["demo", "reduced"],
+        default="demo",
+        help="starting configuration: demo (the end-to-end demo's) or reduced (test-suite size)",
+    )
     p.add_argument("--force", action="store_true", help="retrain, also over a model made with other settings")
     _quiet(p)
 
@@ -174,26 +187,71 @@ def _run_extra(p: argparse.ArgumentParser) -> None:
 
 
 COMMANDS: dict[str, Command] = {
-    "sample-laion": Command("write LAION-400M-schema parquet shards with known name counts (test data)",
-                            "idia.mine.sample:SampleConfig", _sample, doc="idia.mine.sample"),
-    "mine": Command("Spark job: scan caption shards for names -> counts, manifests, identity lists",
-                    "idia.mine.config:MineConfig", _mine, doc="idia.mine.stage"),
-    "compare-lists": Command("set a regenerated occurrence table beside the study's published one",
-                             "idia.mine.compare:CompareConfig", _compare, doc="idia.mine.compare"),
-    "download": Command("img2dataset: manifests or a FaceScrub-layout query list -> webdataset shards",
-                        "idia.download.config:DownloadConfig", _download, doc="idia.download.stage"),
-    "attack": Command("Dask job: run the identity inference attack with an open_clip model",
-                      "idia.attack.config:AttackConfig", _attack, _quiet, doc="idia.attack.stage"),
-    "evaluate": Command("join attack results with the ground truth -> metrics per k and tau, membership, plots",
-                        "idia.evaluate.stage:EvaluateConfig", _evaluate, doc="idia.evaluate.stage"),
-    "world": Command("generate the synthetic world (identities, images, caption shards, query list)",
-                     "idia.world.generate:WorldConfig", _world, _world_extra, doc="idia.world.generate"),
-    "train": Command("train the tiny CLIP on a synthetic world's caption shards",
-                     "idia.world.train:TrainConfig", _train, _train_extra, doc="idia.world.train"),
-    "serve": Command("serve a folder (a synthetic world) over HTTP on a loopback address", None, _serve,
-                     _serve_extra, doc="idia.world.server"),
-    "run": Command("run a whole pipeline from a config: [world -> train ->] mine -> download -> attack -> evaluate",
-                   None, _run, _run_extra, doc="pipelines.run"),
+    "sample-laion": Command(
+        "write LAION-400M-schema parquet shards with known name counts (test data)",
+        "idia.mine.sample:SampleConfig",
+        _sample,
+        doc="idia.mine.sample",
+    ),
+    "mine": Command(
+        "Spark job: scan caption shards for names -> counts, manifests, identity lists",
+        "idia.mine.config:MineConfig",
+        _mine,
+        doc="idia.mine.stage",
+    ),
+    "compare-lists": Command(
+        "set a regenerated occurrence table beside the study's published one",
+        "idia.mine.compare:CompareConfig",
+        _compare,
+        doc="idia.mine.compare",
+    ),
+    "download": Command(
+        "img2dataset: manifests or a FaceScrub-layout query list -> webdataset shards",
+        "idia.download.config:DownloadConfig",
+        _download,
+        doc="idia.download.stage",
+    ),
+    "attack": Command(
+        "Dask job: run the identity inference attack with an open_clip model",
+        "idia.attack.config:AttackConfig",
+        _attack,
+        _quiet,
+        doc="idia.attack.stage",
+    ),
+    "evaluate": Command(
+        "join attack results with the ground truth -> metrics per k and tau, membership, plots",
+        "idia.evaluate.stage:EvaluateConfig",
+        _evaluate,
+        doc="idia.evaluate.stage",
+    ),
+    "world": Command(
+        "generate the synthetic world (identities, images, caption shards, query list)",
+        "idia.world.generate:WorldConfig",
+        _world,
+        _world_extra,
+        doc="idia.world.generate",
+    ),
+    "train": Command(
+        "train the tiny CLIP on a synthetic world's caption shards",
+        "idia.world.train:TrainConfig",
+        _train,
+        _train_extra,
+        doc="idia.world.train",
+    ),
+    "serve": Command(
+        "serve a folder (a synthetic world) over HTTP on a loopback address",
+        None,
+        _serve,
+        _serve_extra,
+        doc="idia.world.server",
+    ),
+    "run": Command(
+        "run a whole pipeline from a config: [world -> train ->] mine -> download -> attack -> evaluate",
+        None,
+        _run,
+        _run_extra,
+        doc="pipelines.run",
+    ),
 }
 
 
@@ -218,8 +276,10 @@ def build_parser(name: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser, or with `name` the full parser of one subcommand (imports only that command's config)."""
     if name is None:
         parser = argparse.ArgumentParser(
-            prog="idia", formatter_class=argparse.RawDescriptionHelpFormatter,
-            description="Audit CLIP models for identity leakage: does the model know who is in its training data?")
+            prog="idia",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            description="Audit CLIP models for identity leakage: does the model know who is in its training data?",
+        )
         parser.add_argument("--version", action="version", version=f"idia {_version()}")
         sub = parser.add_subparsers(dest="command", metavar="COMMAND")
         for n, c in COMMANDS.items():
@@ -227,16 +287,18 @@ def build_parser(name: str | None = None) -> argparse.ArgumentParser:
         return parser
     c = COMMANDS[name]
     doc = (importlib.import_module(c.doc).__doc__ if c.doc else None) or c.help
-    p = argparse.ArgumentParser(prog=f"idia {name}", description=doc.strip(),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=f"idia {name}", description=doc.strip(), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.set_defaults(command=name)
     if c.extra:
         c.extra(p)
     if c.config:
         from pipelines.options import add_config_options
 
-        p.add_argument("--config", help="YAML/JSON file with this command's keys (listed below); options given here "
-                                        "override it")
+        p.add_argument(
+            "--config", help="YAML/JSON file with this command's keys (listed below); options given here override it"
+        )
         add_config_options(p, _load(c.config))
     return p
 

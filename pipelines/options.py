@@ -58,8 +58,9 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type, title: str | 
             kw["metavar"] = meta["metavar"]
         if base is bool:
             if f.default is True:
-                group.add_argument("--no-" + f.name.replace("_", "-"), action="store_false", **kw,
-                                   help=f"turn off: {help_text}")
+                group.add_argument(
+                    "--no-" + f.name.replace("_", "-"), action="store_false", **kw, help=f"turn off: {help_text}"
+                )
             else:
                 group.add_argument(flag_name(f), action="store_true", **kw, help=help_text)
             continue

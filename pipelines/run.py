@@ -116,13 +116,17 @@ def plan_pipeline(cfg: PipelineConfig, force: bool = False) -> Plan:
 
     world = None
     if cfg.world:
-        from idia.world.generate import PRESETS as WORLD_PRESETS, WorldConfig
-        from idia.world.train import PRESETS as TRAIN_PRESETS, TrainConfig
+        from idia.world.generate import PRESETS as WORLD_PRESETS
+        from idia.world.generate import WorldConfig
+        from idia.world.train import PRESETS as TRAIN_PRESETS
+        from idia.world.train import TrainConfig
 
         w = cfg.world
         if w.preset not in WORLD_PRESETS or w.train_preset not in TRAIN_PRESETS:
-            raise ConfigError(f"pipeline.world: unknown preset; world presets {sorted(WORLD_PRESETS)}, "
-                              f"train presets {sorted(TRAIN_PRESETS)}")
+            raise ConfigError(
+                f"pipeline.world: unknown preset; world presets {sorted(WORLD_PRESETS)}, "
+                f"train presets {sorted(TRAIN_PRESETS)}"
+            )
         wcfg = from_dict(WorldConfig, {**to_dict(WORLD_PRESETS[w.preset]), **w.config}, "pipeline.world.config")
         wcfg.validate()
         tcfg = from_dict(TrainConfig, {**to_dict(TRAIN_PRESETS[w.train_preset]), **w.train}, "pipeline.world.train")
@@ -132,15 +136,21 @@ def plan_pipeline(cfg: PipelineConfig, force: bool = False) -> Plan:
         mine_wired |= {"shards": [str(d["world"] / files.LAION_DIR / "*.parquet")], "names": identities}
         # The study queried with external photos, never training images: the world's query list. Only the demo's
         # own loopback server is allowed; every other private address stays refused.
-        download_wired |= {"queries": str(d["world"] / files.QUERIES_TSV), "identities": identities,
-                           "allowed_networks": [f"{w.host}/32"]}
+        download_wired |= {
+            "queries": str(d["world"] / files.QUERIES_TSV),
+            "identities": identities,
+            "allowed_networks": [f"{w.host}/32"],
+        }
         attack_wired |= {"model": f"local-dir:{d['train']}", "identities": identities}
 
-    return Plan(out, world,
-                _stage_cfg(MineConfig, cfg.mine, mine_wired, "mine", force),
-                _stage_cfg(DownloadConfig, cfg.download, download_wired, "download", force),
-                _stage_cfg(AttackConfig, cfg.attack, attack_wired, "attack", force),
-                _stage_cfg(EvaluateConfig, cfg.evaluate, evaluate_wired, "evaluate", force))
+    return Plan(
+        out,
+        world,
+        _stage_cfg(MineConfig, cfg.mine, mine_wired, "mine", force),
+        _stage_cfg(DownloadConfig, cfg.download, download_wired, "download", force),
+        _stage_cfg(AttackConfig, cfg.attack, attack_wired, "attack", force),
+        _stage_cfg(EvaluateConfig, cfg.evaluate, evaluate_wired, "evaluate", force),
+    )
 
 
 class _Stages:
@@ -164,10 +174,10 @@ class _Stages:
 
 def run_pipeline(cfg: PipelineConfig, force: bool = False) -> dict:
     """Run every stage in order; all stage configs are built and validated before anything runs."""
+    from idia.evaluate.stage import run_evaluate
     from jobs.attack import run_attack
     from jobs.download import run_download
     from jobs.mine import run_mine
-    from idia.evaluate.stage import run_evaluate
 
     plan = plan_pipeline(cfg, force)
     out = plan.out
@@ -203,8 +213,15 @@ def run_pipeline(cfg: PipelineConfig, force: bool = False) -> dict:
 
     from idia.evaluate.report import write_report
 
-    summary = stages.run("report", write_report, out, plan.world[3] if plan.world else None, cfg.headline_k,
-                         stages.summaries, stages.times)
+    summary = stages.run(
+        "report",
+        write_report,
+        out,
+        plan.world[3] if plan.world else None,
+        cfg.headline_k,
+        stages.summaries,
+        stages.times,
+    )
     summary["wall_s"] = round(time.time() - t0, 1)
     summary["stage_seconds"] = {k: round(v, 1) for k, v in stages.times.items()}
     summary["stages"] = {k: v for k, v in stages.summaries.items() if k != "report"}
@@ -215,12 +232,20 @@ def run_pipeline(cfg: PipelineConfig, force: bool = False) -> dict:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="pipeline config (YAML/JSON), e.g. pipelines/demo.yaml or pipelines/laion400m.yaml")
     p.add_argument("--out", help="run folder; overrides the config's `out`")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config key, value read as YAML (repeatable): --set attack.draws=5, "
-                        "--set world.config.seed=1, --set attack.k=[1,5,10]")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config key, value read as YAML (repeatable): --set attack.draws=5, "
+        "--set world.config.seed=1, --set attack.k=[1,5,10]",
+    )
     p.add_argument("--dry-run", action="store_true", help="print every stage's resolved config as JSON, run nothing")
-    p.add_argument("--force", action="store_true",
-                   help="start every stage over instead of resuming (also over folders made with other settings)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="start every stage over instead of resuming (also over folders made with other settings)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:

@@ -12,8 +12,10 @@ def sample(s: dict, out: str) -> None:
     print(f"sample-laion: {len(s['files'])} shards, {rows} captions, {s['identities']} identities -> {out}")
     print(f"  names: {out}/names.csv   shards: {out}/shards/   expected: {out}/expected.json")
     for mode, d in s.get("expected", {}).items():
-        print(f"  {mode}: {sum(v[0] > 0 for v in d.values())} identities with >= 1 caption, "
-              f"{sum(v[0] for v in d.values())} matches")
+        print(
+            f"  {mode}: {sum(v[0] > 0 for v in d.values())} identities with >= 1 caption, "
+            f"{sum(v[0] for v in d.values())} matches"
+        )
     print(f"  wall time {s['wall_s']} s")
 
 
@@ -21,20 +23,28 @@ def mine(s: dict, out: str) -> None:
     t = s["totals"]
     if s.get("resumed"):
         print(f"mine: {out} already holds this run (same inputs and settings); use --force to redo it")
-    print(f"mine ({s['match_mode']}): {t['files_read']} files read, {t['files_skipped']} skipped, {t['rows_read']} rows")
+    print(
+        f"mine ({s['match_mode']}): {t['files_read']} files read, {t['files_skipped']} skipped, {t['rows_read']} rows"
+    )
     print(f"  rows: {t['null_or_empty']} null/empty + {t['unmatched']} unmatched + {t['matched']} matched")
-    print(f"  identities: {t['identities_with_match']} of {t['identities']} with >= 1 caption; "
-          f"{t['match_pairs']} caption x identity matches")
+    print(
+        f"  identities: {t['identities_with_match']} of {t['identities']} with >= 1 caption; "
+        f"{t['match_pairs']} caption x identity matches"
+    )
     li = s["identity_lists"]
     print(f"  lists: {li['members']} members, {li['non_members']} non-members, {li['eval_subset']} in eval subset")
     for b in s["skipped_files"]:
         print(f"  skipped {b['file']}: {b['reason']}")
     steps = ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in s.get("stage_s", {}).items())
-    units = f"{s.get('work_units', 0)} scan tasks" + (f", {t.get('units_resumed', 0)} reused" if t.get("units_resumed") else "")
+    units = f"{s.get('work_units', 0)} scan tasks" + (
+        f", {t.get('units_resumed', 0)} reused" if t.get("units_resumed") else ""
+    )
     if steps:
         print(f"  time: {steps} ({units})")
-    print(f"  outputs: {out}/{files.COUNTS_PARQUET}, {files.MANIFESTS_DIR}/, {files.IDENTITY_LISTS_DIR}/, "
-          f"{files.STATS_JSON}   ({s['wall_s']} s)")
+    print(
+        f"  outputs: {out}/{files.COUNTS_PARQUET}, {files.MANIFESTS_DIR}/, {files.IDENTITY_LISTS_DIR}/, "
+        f"{files.STATS_JSON}   ({s['wall_s']} s)"
+    )
 
 
 def compare(s: dict, out: str) -> None:
@@ -45,8 +55,10 @@ def compare(s: dict, out: str) -> None:
 def download(report: dict, out: str) -> None:
     t = report["totals"]
     s = report["settings"]
-    print(f"\ndownload: {t['requested']} requested, {t['downloaded']} downloaded, {t['failed']} failed "
-          f"({t['identities_with_images']}/{t['identities']} identities with images) in {report['wall_s']} s")
+    print(
+        f"\ndownload: {t['requested']} requested, {t['downloaded']} downloaded, {t['failed']} failed "
+        f"({t['identities_with_images']}/{t['identities']} identities with images) in {report['wall_s']} s"
+    )
     for reason, n in sorted(t["failed_by_reason"].items(), key=lambda kv: (-kv[1], kv[0]))[:12]:
         print(f"  failed {reason:<26} {n}")
     print(f"  addresses: {s['address_policy']}; opt-out headers: {'IGNORED' if s['ignore_opt_out'] else 'honoured'}")
@@ -64,25 +76,31 @@ def table(title: str, s: dict, out: str) -> None:
 def evaluate(s: dict, out: str) -> None:
     table("evaluate", s, out)
     md = (Path(out) / files.METRICS_MD).read_text()
-    print(md[md.index("Metrics at"):])
+    print(md[md.index("Metrics at") :])
 
 
 def world(s: dict, out: str) -> None:
     state = "already complete (same config and base URL), skipped" if s["skipped"] else "written"
     print(f"world {out}: {state}")
-    print(f"  seed {s['seed']}, {s['n_identities']} identities under test: {s['n_members']} members, "
-          f"{s['n_non_members']} non-members; groups {s['groups']}")
+    print(
+        f"  seed {s['seed']}, {s['n_identities']} identities under test: {s['n_members']} members, "
+        f"{s['n_non_members']} non-members; groups {s['groups']}"
+    )
     print(f"  caption rows {s['caption_rows']} in {s['laion_shards']} shard(s): {s['rows_by_kind']}")
     print(f"  query images {s['query_images']}; URLs on {s['base_url']}")
-    print(f"  files: {files.WORLD_IDENTITIES_CSV}, {files.TRUTH_CSV}, {files.LAION_DIR}/part-NNNNN.parquet, "
-          f"{files.QUERIES_TSV}, images/, {files.WORLD_JSON}")
+    print(
+        f"  files: {files.WORLD_IDENTITIES_CSV}, {files.TRUTH_CSV}, {files.LAION_DIR}/part-NNNNN.parquet, "
+        f"{files.QUERIES_TSV}, images/, {files.WORLD_JSON}"
+    )
 
 
 def train(info: dict, out: str) -> None:
     state = "already trained (same config and world), skipped" if info["skipped"] else "trained"
     print(f"tiny CLIP {state}: {info['model_spec']}")
-    print(f"  pairs {info['n_pairs']}, steps {info['config']['steps']} x batch {info['config']['batch_size']} "
-          f"({info['epochs']} epochs)")
+    print(
+        f"  pairs {info['n_pairs']}, steps {info['config']['steps']} x batch {info['config']['batch_size']} "
+        f"({info['epochs']} epochs)"
+    )
     print(f"  loss {info['loss_first_10pct']:.3f} (first 10%) -> {info['loss_last_10pct']:.3f} (last 10%)")
     print(f"  time: load {info['load_seconds']} s, train {info['train_seconds']} s; rows {info['stats']}")
     print(f"  files: open_clip_config.json, open_clip_model.safetensors, loss.png, losses.json, {files.TRAIN_JSON}")

@@ -133,8 +133,12 @@ IDENTITY_LIST = pa.schema(
         pa.field("identity_id", pa.string(), nullable=False),
         pa.field("name", pa.string(), nullable=False),
         pa.field("count", pa.int64(), nullable=False),
-        pa.field("membership", pa.string(), nullable=False),  # "member" / "non_member" / "excluded" (0 < count < member_min)
-        pa.field("bin", pa.string(), nullable=False),  # as the published table: "[0, 25)", ..., "[150, 200)", ..., "[300, 1000000)"
+        pa.field(
+            "membership", pa.string(), nullable=False
+        ),  # "member" / "non_member" / "excluded" (0 < count < member_min)
+        pa.field(
+            "bin", pa.string(), nullable=False
+        ),  # as the published table: "[0, 25)", ..., "[150, 200)", ..., "[300, 1000000)"
         pa.field("in_eval_subset", pa.bool_(), nullable=False),  # count < member_max
     ]
 )

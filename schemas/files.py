@@ -57,8 +57,15 @@ LAION_DIR = "laion"
 TRAIN_JSON = "train.json"
 
 # a pipeline run folder: one subfolder per stage, the report at the top
-RUN_STAGE_DIRS = {"world": "world", "train": "model", "mine": "mine", "compare-lists": "compare",
-                  "download": "download", "attack": "attack", "evaluate": "evaluate"}
+RUN_STAGE_DIRS = {
+    "world": "world",
+    "train": "model",
+    "mine": "mine",
+    "compare-lists": "compare",
+    "download": "download",
+    "attack": "attack",
+    "evaluate": "evaluate",
+}
 PIPELINE_CONFIG_JSON = "pipeline_config.json"
 SUMMARY_JSON = "summary.json"
 

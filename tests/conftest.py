@@ -10,3 +10,6 @@ os.environ["PYSPARK_PYTHON"] = sys.executable
 os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
 # Keep torch from oversubscribing the 2 cores while Spark/Dask workers run beside it.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+# Fixtures that start services (a Spark standalone cluster, a local Spark session), available to every test.
+pytest_plugins = ["tests.support.spark_cluster"]

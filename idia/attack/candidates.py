@@ -61,8 +61,10 @@ def build_candidates(identities: pa.Table, num_candidates: int = 1000, seed: int
     sexes = [s.lower() if isinstance(s, str) else None for s in identities.column("sex").to_pylist()]
     n = len(ids)
     if num_candidates < n:
-        raise UserError(f"--num-candidates {num_candidates} is smaller than the number of identities ({n}); "
-                        "every true name must be a candidate")
+        raise UserError(
+            f"--num-candidates {num_candidates} is smaller than the number of identities ({n}); "
+            "every true name must be a candidate"
+        )
     taken = set()
     for name, al in zip(names, aliases):
         taken.add(name_key(name))
@@ -97,12 +99,14 @@ def build_candidates(identities: pa.Table, num_candidates: int = 1000, seed: int
                 rows_name.append(full)
                 rows_id.append(None)
                 got += 1
-    table = pa.table({
-        "candidate_index": pa.array(range(len(rows_name)), pa.int32()),
-        "name": rows_name,
-        "identity_id": pa.array(rows_id, pa.string()),
-        "is_fake": [i is None for i in rows_id],
-    })
+    table = pa.table(
+        {
+            "candidate_index": pa.array(range(len(rows_name)), pa.int32()),
+            "name": rows_name,
+            "identity_id": pa.array(rows_id, pa.string()),
+            "is_fake": [i is None for i in rows_id],
+        }
+    )
     return conform(table, schemas.CANDIDATES, "candidates")
 
 
@@ -112,8 +116,11 @@ def read_candidates_file(path: str | Path, identities: pa.Table) -> pa.Table:
     if not path.is_file():
         raise InputFileError(f"{path}: candidates file not found")
     by_key: dict[str, str] = {}
-    for iid, name, al in zip(identities.column("identity_id").to_pylist(), identities.column("name").to_pylist(),
-                             identities.column("aliases").to_pylist()):
+    for iid, name, al in zip(
+        identities.column("identity_id").to_pylist(),
+        identities.column("name").to_pylist(),
+        identities.column("aliases").to_pylist(),
+    ):
         for x in [name, *(al or [])]:
             by_key.setdefault(name_key(x), iid)
     names: list[str] = []
@@ -134,12 +141,15 @@ def read_candidates_file(path: str | Path, identities: pa.Table) -> pa.Table:
         raise InputFileError(f"{path}: two candidate lines name the same identity (a name and its alias?)")
     missing = sorted(set(identities.column("identity_id").to_pylist()) - set(found))
     if missing:
-        raise InputFileError(f"{path}: the true name of {len(missing)} identit(y/ies) is not a candidate, "
-                             f"e.g. {', '.join(missing[:5])}")
-    table = pa.table({
-        "candidate_index": pa.array(range(len(names)), pa.int32()),
-        "name": names,
-        "identity_id": pa.array(ids, pa.string()),
-        "is_fake": [i is None for i in ids],
-    })
+        raise InputFileError(
+            f"{path}: the true name of {len(missing)} identit(y/ies) is not a candidate, e.g. {', '.join(missing[:5])}"
+        )
+    table = pa.table(
+        {
+            "candidate_index": pa.array(range(len(names)), pa.int32()),
+            "name": names,
+            "identity_id": pa.array(ids, pa.string()),
+            "is_fake": [i is None for i in ids],
+        }
+    )
     return conform(table, schemas.CANDIDATES, str(path))

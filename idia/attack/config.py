@@ -13,39 +13,59 @@ from idia.core.config import ConfigError, StageConfig, option
 class AttackConfig(StageConfig):
     STAGE = "attack"
 
-    images: str = option("", required=True,
-                         help="download output folder (index.parquet + shards/) or a folder root/<identity_id>/*.jpg")
-    identities: str = option("", required=True, help="names file (CSV/text), identities parquet, or a mine output folder")
-    model: str = option("", required=True,
-                        help="open_clip model: built-in architecture (ViT-B-32), hf-hub:org/repo, or local-dir:/path")
+    images: str = option(
+        "", required=True, help="download output folder (index.parquet + shards/) or a folder root/<identity_id>/*.jpg"
+    )
+    identities: str = option(
+        "", required=True, help="names file (CSV/text), identities parquet, or a mine output folder"
+    )
+    model: str = option(
+        "", required=True, help="open_clip model: built-in architecture (ViT-B-32), hf-hub:org/repo, or local-dir:/path"
+    )
     out: str = option("", required=True, help="output folder")
-    pretrained: str | None = option(None, help="for a built-in architecture: a pretrained tag or a checkpoint file "
-                                               "(none: random weights seeded by --init-seed)")
-    k: list[int] = option(default_factory=lambda: list(DEFAULT_KS),
-                          help="comma-separated images per attack (capped at what an identity has, see --k-policy)")
+    pretrained: str | None = option(
+        None,
+        help="for a built-in architecture: a pretrained tag or a checkpoint file "
+        "(none: random weights seeded by --init-seed)",
+    )
+    k: list[int] = option(
+        default_factory=lambda: list(DEFAULT_KS),
+        help="comma-separated images per attack (capped at what an identity has, see --k-policy)",
+    )
     draws: int = option(20, help="random draws of k images per identity")
     tau: int = option(1, help="member if correct templates >= tau")
     num_candidates: int = option(1000, help="candidate names incl. the true ones; padded with seeded fake names")
     candidates: str | None = option(None, help="explicit candidate list, one name a line (replaces generated fakes)")
-    templates: str | None = option(None, help="prompt templates file, one a line with {} for the name (default: the "
-                                              "study's 21)")
+    templates: str | None = option(
+        None, help="prompt templates file, one a line with {} for the name (default: the study's 21)"
+    )
     seed: int = option(0, help="seed for fake names and draws")
-    init_seed: int = option(0, help="seed of random weights when the model has none, so every worker builds the same model")
-    k_policy: str = option("cap", choices=("cap", "skip"),
-                           help="k larger than the images available: attack with what exists (cap) or skip that k")
+    init_seed: int = option(
+        0, help="seed of random weights when the model has none, so every worker builds the same model"
+    )
+    k_policy: str = option(
+        "cap",
+        choices=("cap", "skip"),
+        help="k larger than the images available: attack with what exists (cap) or skip that k",
+    )
     min_images: int = option(1, help="skip identities with fewer readable images than this")
     group_size: int = option(32, help="identities per unit of work")
-    scheduler: str | None = option(None, execution=True,
-                                   help="existing Dask scheduler (tcp://host:port or scheduler JSON file); default a "
-                                        "LocalCluster on this machine")
-    n_workers: int | None = option(None, execution=True,
-                                   help="local cluster worker processes (default: one per GPU, or cores/4)")
+    scheduler: str | None = option(
+        None,
+        execution=True,
+        help="existing Dask scheduler (tcp://host:port or scheduler JSON file); default a LocalCluster on this machine",
+    )
+    n_workers: int | None = option(
+        None, execution=True, help="local cluster worker processes (default: one per GPU, or cores/4)"
+    )
     batch_size: int = option(64, execution=True, help="images per forward pass")
     device: str = option("auto", execution=True, help="auto, cpu, cuda or cuda:N")
-    precision: str = option("auto", choices=PRECISIONS,
-                            help="inference precision (auto: fp32 on CPU, bf16/fp16 autocast on CUDA)")
-    cache_dir: str | None = option(None, execution=True,
-                                   help="text-embedding cache folder (default ~/.cache/idia/text_embeddings)")
+    precision: str = option(
+        "auto", choices=PRECISIONS, help="inference precision (auto: fp32 on CPU, bf16/fp16 autocast on CUDA)"
+    )
+    cache_dir: str | None = option(
+        None, execution=True, help="text-embedding cache folder (default ~/.cache/idia/text_embeddings)"
+    )
     torch_threads: int | None = option(None, execution=True, help="torch threads per worker (default cores / workers)")
     decode_threads: int = option(2, execution=True, help="image decoding threads per worker")
 

@@ -16,8 +16,8 @@ def predict(image_emb: np.ndarray, text_emb: np.ndarray, chunk: int = 256) -> np
     flat = text_emb.reshape(t * c, d)
     out = np.empty((image_emb.shape[0], t), dtype=np.int32)
     for s in range(0, image_emb.shape[0], chunk):  # bounds memory at chunk x T x C floats
-        sims = image_emb[s:s + chunk] @ flat.T
-        out[s:s + chunk] = sims.reshape(-1, t, c).argmax(axis=2)
+        sims = image_emb[s : s + chunk] @ flat.T
+        out[s : s + chunk] = sims.reshape(-1, t, c).argmax(axis=2)
     return out
 
 
@@ -69,8 +69,16 @@ def resolve_ks(ks: list[int] | tuple[int, ...], n_images: int, k_policy: str = "
     return out
 
 
-def attack_identity(preds: np.ndarray, true_index: int, identity_id: str, ks: list[int] | tuple[int, ...],
-                    draws: int, seed: int, tau: int, k_policy: str = "cap") -> dict[str, np.ndarray]:
+def attack_identity(
+    preds: np.ndarray,
+    true_index: int,
+    identity_id: str,
+    ks: list[int] | tuple[int, ...],
+    draws: int,
+    seed: int,
+    tau: int,
+    k_policy: str = "cap",
+) -> dict[str, np.ndarray]:
     """All attacks on one identity from its per-image predictions preds [n, T].
 
     Returns columns k, k_used, draw, correct_templates, predicted_member (one row per (k, draw))."""

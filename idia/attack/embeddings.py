@@ -12,9 +12,9 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from idia.core.atomic import atomic_path, write_json
 from idia.attack.models import autocast, fingerprint
 from idia.attack.prompts import prompts
+from idia.core.atomic import atomic_path, write_json
 
 
 def text_cache_key(model_fingerprint: str, templates: list[str], candidate_names: list[str]) -> str:
@@ -31,19 +31,28 @@ def _normalise(x: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def encode_texts(model, tokenizer, texts: list[str], device: str = "cpu", precision: str = "auto",
-                 batch_size: int = 1024) -> np.ndarray:
+def encode_texts(
+    model, tokenizer, texts: list[str], device: str = "cpu", precision: str = "auto", batch_size: int = 1024
+) -> np.ndarray:
     """L2-normalised text embeddings [len(texts), D] (float32)."""
     out = []
     for s in range(0, len(texts), batch_size):
-        tokens = tokenizer(texts[s:s + batch_size]).to(device)
+        tokens = tokenizer(texts[s : s + batch_size]).to(device)
         with autocast(device, precision):
             out.append(_normalise(model.encode_text(tokens)))
     return np.concatenate(out, axis=0).astype(np.float32, copy=False)
 
 
-def text_embeddings(model, tokenizer, templates: list[str], candidate_names: list[str], cache_dir: str | Path | None,
-                    device: str = "cpu", precision: str = "auto", batch_size: int = 1024) -> tuple[np.ndarray, dict]:
+def text_embeddings(
+    model,
+    tokenizer,
+    templates: list[str],
+    candidate_names: list[str],
+    cache_dir: str | Path | None,
+    device: str = "cpu",
+    precision: str = "auto",
+    batch_size: int = 1024,
+) -> tuple[np.ndarray, dict]:
     """[T, C, D] embeddings of every (template, candidate) prompt, from the cache when the same model, templates and
     candidates were embedded before. Returns (embeddings, info) with info['computed'] = prompts encoded now."""
     key = text_cache_key(fingerprint(model, tokenizer), templates, candidate_names)
@@ -59,10 +68,16 @@ def text_embeddings(model, tokenizer, templates: list[str], candidate_names: lis
         with atomic_path(path, suffix=".npy") as tmp:
             with open(tmp, "wb") as fh:  # a file object: np.save would append .npy to a bare name
                 np.save(fh, emb)
-        write_json({"key": key, "templates": templates, "n_candidates": len(candidate_names),
-                    "shape": list(emb.shape)}, path.with_suffix(".json"))
-    return emb, {"key": key, "cache_hit": False, "computed": len(templates) * len(candidate_names),
-                 "seconds": time.perf_counter() - t0}
+        write_json(
+            {"key": key, "templates": templates, "n_candidates": len(candidate_names), "shape": list(emb.shape)},
+            path.with_suffix(".json"),
+        )
+    return emb, {
+        "key": key,
+        "cache_hit": False,
+        "computed": len(templates) * len(candidate_names),
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 @torch.no_grad()
@@ -71,9 +86,15 @@ def encode_image_tensor(model, batch: torch.Tensor, device: str = "cpu", precisi
         return _normalise(model.encode_image(batch.to(device, non_blocking=True)))
 
 
-def embed_images(model, preprocess: Callable, items: Iterable[tuple[str, Callable[[], object]]],
-                 batch_size: int = 64, device: str = "cpu", precision: str = "auto",
-                 decode_threads: int = 2) -> tuple[list[str], np.ndarray, list[tuple[str, str]], dict]:
+def embed_images(
+    model,
+    preprocess: Callable,
+    items: Iterable[tuple[str, Callable[[], object]]],
+    batch_size: int = 64,
+    device: str = "cpu",
+    precision: str = "auto",
+    decode_threads: int = 2,
+) -> tuple[list[str], np.ndarray, list[tuple[str, str]], dict]:
     """Encode images once each, batched; decoding + preprocessing of the next batch overlaps the forward pass.
 
     items: (key, open_fn) where open_fn() returns a PIL image. A corrupt image is skipped and reported in
@@ -91,7 +112,7 @@ def embed_images(model, preprocess: Callable, items: Iterable[tuple[str, Callabl
     def load_batch(chunk):
         return [load(it) for it in chunk]
 
-    chunks = [items[s:s + batch_size] for s in range(0, len(items), batch_size)]
+    chunks = [items[s : s + batch_size] for s in range(0, len(items), batch_size)]
     keys: list[str] = []
     embs: list[np.ndarray] = []
     failed: list[tuple[str, str]] = []

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 import schemas
 from idia.attack import decision
-from idia.attack.images import ImageRef, ImageReader
+from idia.attack.images import ImageReader, ImageRef
 from idia.attack.models import ModelSpec, cached_model
 from idia.core import resume
 from idia.core.atomic import write_parquet
@@ -76,8 +76,15 @@ def text_task(ctx: AttackContext, _task: None = None) -> dict:
     from idia.attack.models import fingerprint
 
     model, _, tokenizer = cached_model(ctx.model)
-    emb, info = text_embeddings(model, tokenizer, list(ctx.templates), list(ctx.candidate_names), ctx.cache_dir,
-                                device=ctx.model.device, precision=ctx.model.precision)
+    emb, info = text_embeddings(
+        model,
+        tokenizer,
+        list(ctx.templates),
+        list(ctx.candidate_names),
+        ctx.cache_dir,
+        device=ctx.model.device,
+        precision=ctx.model.precision,
+    )
     return {"emb": emb, "info": info, "model_sha256": fingerprint(model, tokenizer)}
 
 
@@ -93,10 +100,14 @@ def attack_group(ctx: AttackContext, task: GroupTask) -> dict:
     stats = Stats()
     # Images are keyed by (identity position, image position) in the task: no string keys to split again.
     with ImageReader() as reader:
-        items = [((i, j), (lambda r=ref: reader.open(r)))
-                 for i, ident in enumerate(task.identities) for j, ref in enumerate(ident.images)]
-        keys, emb, failed, timings = embed_images(model, preprocess, items, ctx.batch_size, ctx.model.device,
-                                                  ctx.model.precision, ctx.decode_threads)
+        items = [
+            ((i, j), (lambda r=ref: reader.open(r)))
+            for i, ident in enumerate(task.identities)
+            for j, ref in enumerate(ident.images)
+        ]
+        keys, emb, failed, timings = embed_images(
+            model, preprocess, items, ctx.batch_size, ctx.model.device, ctx.model.precision, ctx.decode_threads
+        )
     text_emb = ctx.text_emb
     preds = decision.predict(emb, text_emb) if len(keys) else np.zeros((0, text_emb.shape[0]), np.int32)
     row_of = {k: r for r, k in enumerate(keys)}
@@ -124,8 +135,9 @@ def attack_group(ctx: AttackContext, task: GroupTask) -> dict:
         elif len(rows) < ctx.min_images:
             status, reason = "skipped", "too_few_images"
         else:
-            res = decision.attack_identity(p, ident.true_index, ident.identity_id, ctx.ks, ctx.draws, ctx.seed,
-                                           ctx.tau, ctx.k_policy)
+            res = decision.attack_identity(
+                p, ident.true_index, ident.identity_id, ctx.ks, ctx.draws, ctx.seed, ctx.tau, ctx.k_policy
+            )
             if len(res["k"]) == 0:
                 status, reason = "skipped", "no_k_fits"
             a_cols["identity_id"].extend([ident.identity_id] * len(res["k"]))
@@ -133,17 +145,31 @@ def attack_group(ctx: AttackContext, task: GroupTask) -> dict:
                 a_cols[name].extend(res[name].tolist())
             stats["k_skipped_too_few_images"] += len(ctx.ks) - len(set(res["k"].tolist()))
         stats[f"identities_{status}"] += 1
-        s_rows.append({"identity_id": ident.identity_id, "status": status, "reason": reason,
-                       "n_images": len(ident.images), "n_corrupt_images": int(corrupt[i])})
+        s_rows.append(
+            {
+                "identity_id": ident.identity_id,
+                "status": status,
+                "reason": reason,
+                "n_images": len(ident.images),
+                "n_corrupt_images": int(corrupt[i]),
+            }
+        )
     out = Path(ctx.out)
-    write_parquet(conform(pa.table(p_cols, schema=schemas.PREDICTIONS), schemas.PREDICTIONS, task.unit),
-                  out / files.PREDICTIONS_DIR / f"{task.unit}.parquet")
-    write_parquet(conform(pa.table(a_cols, schema=schemas.ATTACKS), schemas.ATTACKS, task.unit),
-                  ctx.parts / f"attacks-{task.unit}.parquet")
+    write_parquet(
+        conform(pa.table(p_cols, schema=schemas.PREDICTIONS), schemas.PREDICTIONS, task.unit),
+        out / files.PREDICTIONS_DIR / f"{task.unit}.parquet",
+    )
+    write_parquet(
+        conform(pa.table(a_cols, schema=schemas.ATTACKS), schemas.ATTACKS, task.unit),
+        ctx.parts / f"attacks-{task.unit}.parquet",
+    )
     write_parquet(pa.Table.from_pylist(s_rows, schema=schemas.ATTACK_STATUS), ctx.parts / f"status-{task.unit}.parquet")
     stats["images_in"] += sum(len(ident.images) for ident in task.identities)
     result = stats.to_dict()
-    resume.write_marker(ctx.parts / files.DONE_DIR, task.unit, ctx.fingerprint,
-                        {"input_hash": task.input_hash, "stats": result,
-                         "timings": {**timings, "total_s": time.perf_counter() - t0}})
+    resume.write_marker(
+        ctx.parts / files.DONE_DIR,
+        task.unit,
+        ctx.fingerprint,
+        {"input_hash": task.input_hash, "stats": result, "timings": {**timings, "total_s": time.perf_counter() - t0}},
+    )
     return result

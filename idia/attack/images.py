@@ -49,7 +49,9 @@ def list_images(images: str | Path, identity_ids: list[str]) -> tuple[dict[str, 
             elif row["status"] != "success":
                 stats["images_not_downloaded"] += 1
             elif not row["shard"] or not row["key"]:
-                raise InputFileError(f"{index}: success row without shard/key (identity {iid}, source {row['source_id']})")
+                raise InputFileError(
+                    f"{index}: success row without shard/key (identity {iid}, source {row['source_id']})"
+                )
             elif (iid, row["source_id"]) in seen:
                 stats["images_duplicate"] += 1
             else:
@@ -58,9 +60,14 @@ def list_images(images: str | Path, identity_ids: list[str]) -> tuple[dict[str, 
                 stats["images_listed"] += 1
         from idia.core.stats import check_sum
 
-        check_sum(stats["index_rows"], {k: stats[k] for k in ("images_listed", "images_unknown_identity",
-                                                               "images_not_downloaded", "images_duplicate")},
-                  f"{index}: rows")
+        check_sum(
+            stats["index_rows"],
+            {
+                k: stats[k]
+                for k in ("images_listed", "images_unknown_identity", "images_not_downloaded", "images_duplicate")
+            },
+            f"{index}: rows",
+        )
     else:
         for sub in sorted(p for p in images.iterdir() if p.is_dir()):
             files = sorted(p for p in sub.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)

@@ -32,8 +32,10 @@ def _check_spec(spec: str, pretrained: str | None) -> None:
             raise UserError(f"model {spec!r}: folder {folder} not found")
         cfg = folder / "open_clip_config.json"
         if not cfg.is_file():
-            raise UserError(f"model {spec!r}: {cfg} not found (a local-dir model needs open_clip_config.json "
-                            "with model_cfg and preprocess_cfg beside its weights)")
+            raise UserError(
+                f"model {spec!r}: {cfg} not found (a local-dir model needs open_clip_config.json "
+                "with model_cfg and preprocess_cfg beside its weights)"
+            )
         try:
             data = json.loads(cfg.read_text(encoding="utf-8"))
         except ValueError as exc:
@@ -43,17 +45,22 @@ def _check_spec(spec: str, pretrained: str | None) -> None:
     elif schema is None:
         name = ident.replace("/", "-")
         if name not in open_clip.list_models():
-            raise UserError(f"unknown model {spec!r}: not an open_clip architecture (e.g. ViT-B-32, RN50); "
-                            "use hf-hub:org/repo or local-dir:/path for other models")
+            raise UserError(
+                f"unknown model {spec!r}: not an open_clip architecture (e.g. ViT-B-32, RN50); "
+                "use hf-hub:org/repo or local-dir:/path for other models"
+            )
         if pretrained and not os.path.isfile(pretrained):
             tags = open_clip.list_pretrained_tags_by_model(name)
             if pretrained not in tags:
-                raise UserError(f"--pretrained {pretrained!r} for {name}: neither a checkpoint file nor a known tag "
-                                f"({', '.join(tags) or 'none'})")
+                raise UserError(
+                    f"--pretrained {pretrained!r} for {name}: neither a checkpoint file nor a known tag "
+                    f"({', '.join(tags) or 'none'})"
+                )
 
 
-def load_model(spec: str, pretrained: str | None = None, device: str = "cpu", precision: str = "auto",
-               init_seed: int = 0):
+def load_model(
+    spec: str, pretrained: str | None = None, device: str = "cpu", precision: str = "auto", init_seed: int = 0
+):
     """Build a CLIP model in eval mode -> (model, preprocess, tokenizer).
 
     Weights load with weights_only=True. Without weights the random init is seeded (init_seed), so every worker
@@ -67,13 +74,16 @@ def load_model(spec: str, pretrained: str | None = None, device: str = "cpu", pr
         torch.manual_seed(init_seed)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
-                spec, pretrained=pretrained, device="cpu", precision="fp32", weights_only=True)
+                spec, pretrained=pretrained, device="cpu", precision="fp32", weights_only=True
+            )
         except RuntimeError as exc:
             msg = str(exc)
             if "state_dict" in msg or "size mismatch" in msg or "Missing key" in msg:
                 first = msg.splitlines()[0:4]
-                raise UserError(f"model {spec!r}: the checkpoint does not fit the architecture: "
-                                f"{' '.join(x.strip() for x in first)[:600]}") from None
+                raise UserError(
+                    f"model {spec!r}: the checkpoint does not fit the architecture: "
+                    f"{' '.join(x.strip() for x in first)[:600]}"
+                ) from None
             raise UserError(f"model {spec!r}: {msg[:600]}") from None
         except (pickle.UnpicklingError, EOFError, OSError, ValueError) as exc:
             raise UserError(f"model {spec!r}: cannot load weights ({type(exc).__name__}: {str(exc)[:400]})") from None
@@ -142,6 +152,7 @@ def cached_model(spec: ModelSpec) -> tuple:
         if spec.torch_threads:
             torch.set_num_threads(int(spec.torch_threads))
         _CACHED.clear()  # one model per worker process
-        _CACHED[spec] = load_model(spec.model, spec.pretrained, device=spec.device, precision=spec.precision,
-                                   init_seed=spec.init_seed)
+        _CACHED[spec] = load_model(
+            spec.model, spec.pretrained, device=spec.device, precision=spec.precision, init_seed=spec.init_seed
+        )
     return _CACHED[spec]

@@ -23,10 +23,10 @@ from idia.attack.group import AttackContext, GroupTask, Identity, attack_group, 
 from idia.attack.images import list_images
 from idia.attack.models import ModelSpec
 from idia.attack.prompts import load_templates
+from idia.core import resume
 from idia.core.atomic import write_json, write_parquet
 from idia.core.config import to_dict
 from idia.core.provenance import provenance
-from idia.core import resume
 from idia.core.resume import StageFolder
 from idia.core.stats import Stats, check_sum
 from idia.core.tasks import TaskExecutor
@@ -47,8 +47,11 @@ def run_attack(cfg: AttackConfig, executor: Callable[[], AbstractContextManager[
     out = Path(cfg.out).resolve()
     identities = load_identities(cfg.identities)
     templates = load_templates(cfg.templates)
-    cands = read_candidates_file(cfg.candidates, identities) if cfg.candidates else \
-        build_candidates(identities, cfg.num_candidates, cfg.seed)
+    cands = (
+        read_candidates_file(cfg.candidates, identities)
+        if cfg.candidates
+        else build_candidates(identities, cfg.num_candidates, cfg.seed)
+    )
     names = cands.column("name").to_pylist()
     settings = {**cfg.settings(), "templates_used": templates, "candidate_names_sha256": _hash(names)}
     folder = StageFolder(out, "attack", settings, cfg.force)
@@ -70,20 +73,39 @@ def run_attack(cfg: AttackConfig, executor: Callable[[], AbstractContextManager[
     with_images = [i for i in ids if refs[i]]
     groups = []
     for gid, s in enumerate(range(0, len(with_images), cfg.group_size)):
-        members = tuple(Identity(i, true_index[i], tuple(refs[i])) for i in with_images[s:s + cfg.group_size])
-        groups.append(GroupTask(gid, members, _hash([(m.identity_id, m.true_index,
-                                                      [(r.image_key, r.path, r.member) for r in m.images])
-                                                     for m in members])))
+        members = tuple(Identity(i, true_index[i], tuple(refs[i])) for i in with_images[s : s + cfg.group_size])
+        groups.append(
+            GroupTask(
+                gid,
+                members,
+                _hash(
+                    [
+                        (m.identity_id, m.true_index, [(r.image_key, r.path, r.member) for r in m.images])
+                        for m in members
+                    ]
+                ),
+            )
+        )
     parts = out / files.PARTS_DIR
     finished = {g.index: resume.read_marker(parts / files.DONE_DIR, g.unit, folder.fingerprint) for g in groups}
     todo = [g for g in groups if not (finished[g.index] and finished[g.index].get("input_hash") == g.input_hash)]
     group_stats = [finished[g.index]["stats"] for g in groups if g not in todo]
     ctx = AttackContext(
         model=ModelSpec(cfg.model, cfg.pretrained, cfg.init_seed, cfg.device, cfg.precision, cfg.torch_threads),
-        templates=tuple(templates), candidate_names=tuple(names), cache_dir=cache_dir, out=str(out),
-        fingerprint=folder.fingerprint, ks=tuple(sorted(set(cfg.k))), draws=cfg.draws, seed=cfg.seed, tau=cfg.tau,
-        k_policy=cfg.k_policy, min_images=cfg.min_images, batch_size=cfg.batch_size,
-        decode_threads=cfg.decode_threads)
+        templates=tuple(templates),
+        candidate_names=tuple(names),
+        cache_dir=cache_dir,
+        out=str(out),
+        fingerprint=folder.fingerprint,
+        ks=tuple(sorted(set(cfg.k))),
+        draws=cfg.draws,
+        seed=cfg.seed,
+        tau=cfg.tau,
+        k_policy=cfg.k_policy,
+        min_images=cfg.min_images,
+        batch_size=cfg.batch_size,
+        decode_threads=cfg.decode_threads,
+    )
     text_info: dict = {"computed": 0, "cache_hit": None, "note": "no pending groups"}
     model_sha = (folder.done() or {}).get("model_sha256")
     timings: dict = {}
@@ -102,11 +124,19 @@ def run_attack(cfg: AttackConfig, executor: Callable[[], AbstractContextManager[
     # Merge the groups' parts into the run's tables.
     attacks = [pq.read_table(parts / f"attacks-{g.unit}.parquet") for g in groups]
     status = [pq.read_table(parts / f"status-{g.unit}.parquet") for g in groups]
-    status.append(pa.Table.from_pylist([{"identity_id": i, "status": "skipped", "reason": "no_images", "n_images": 0,
-                                         "n_corrupt_images": 0} for i in no_images], schema=schemas.ATTACK_STATUS))
+    status.append(
+        pa.Table.from_pylist(
+            [
+                {"identity_id": i, "status": "skipped", "reason": "no_images", "n_images": 0, "n_corrupt_images": 0}
+                for i in no_images
+            ],
+            schema=schemas.ATTACK_STATUS,
+        )
+    )
     attacks_t = pa.concat_tables(attacks) if attacks else schemas.ATTACKS.empty_table()
     attacks_t = conform(attacks_t, schemas.ATTACKS, "attacks").sort_by(
-        [("identity_id", "ascending"), ("k", "ascending"), ("draw", "ascending")])
+        [("identity_id", "ascending"), ("k", "ascending"), ("draw", "ascending")]
+    )
     status_t = conform(pa.concat_tables(status), schemas.ATTACK_STATUS, "attack_status").sort_by("identity_id")
     write_parquet(attacks_t, out / files.ATTACKS_PARQUET)
     write_parquet(status_t, out / files.ATTACK_STATUS_PARQUET)
@@ -131,15 +161,27 @@ def run_attack(cfg: AttackConfig, executor: Callable[[], AbstractContextManager[
         **{k: v for k, v in sorted(stats.items()) if k.startswith("images_") and k != "images_in"},
         "k_skipped_too_few_images": stats["k_skipped_too_few_images"],
         "attack_rows": attacks_t.num_rows,
-        "candidates": len(names), "fake_candidates": int(sum(cands.column("is_fake").to_pylist())),
+        "candidates": len(names),
+        "fake_candidates": int(sum(cands.column("is_fake").to_pylist())),
         "templates": len(templates),
-        "groups": len(groups), "groups_run": len(todo), "groups_resumed": len(groups) - len(todo),
-        "text_prompts_computed": int(text_info.get("computed", 0)), "text_cache_hit": text_info.get("cache_hit"),
+        "groups": len(groups),
+        "groups_run": len(todo),
+        "groups_resumed": len(groups) - len(todo),
+        "text_prompts_computed": int(text_info.get("computed", 0)),
+        "text_cache_hit": text_info.get("cache_hit"),
         "seconds": round(time.perf_counter() - t_start, 3),
         **{k: round(v, 3) for k, v in timings.items()},
     }
-    write_json({**to_dict(cfg), "cache_dir": cache_dir, "templates_used": templates, "model_sha256": model_sha,
-                "provenance": provenance()}, out / files.CONFIG_JSON)
+    write_json(
+        {
+            **to_dict(cfg),
+            "cache_dir": cache_dir,
+            "templates_used": templates,
+            "model_sha256": model_sha,
+            "provenance": provenance(),
+        },
+        out / files.CONFIG_JSON,
+    )
     write_json(summary, out / files.STATS_JSON)
     folder.mark_done(info={"model_sha256": model_sha})
     return summary

@@ -45,6 +45,11 @@ def surnames(top: int | None = 1000) -> tuple[str, ...]:
     "ALL OTHER NAMES" row and its source/footnote lines are not surnames."""
     with open(SURNAMES_CSV, newline="", encoding="utf-8-sig") as fh:  # the file starts with a BOM
         rows = list(csv.DictReader(fh))
-    out = [title_case(r["SURNAME"].strip()) for r in rows
-           if (r.get("RANK") or "").replace(",", "").strip().isdigit() and r["SURNAME"].strip() and r["SURNAME"] != "ALL OTHER NAMES"]
+    out = [
+        title_case(r["SURNAME"].strip())
+        for r in rows
+        if (r.get("RANK") or "").replace(",", "").strip().isdigit()
+        and r["SURNAME"].strip()
+        and r["SURNAME"] != "ALL OTHER NAMES"
+    ]
     return tuple(out[:top] if top is not None else out)

@@ -19,17 +19,42 @@ from typing import Any, TypeVar
 from idia.core.errors import ConfigError
 
 T = TypeVar("T")
-__all__ = ["ConfigError", "StageConfig", "option", "from_dict", "load_file", "to_dict", "settings_of", "parse_assignment"]
+__all__ = [
+    "ConfigError",
+    "StageConfig",
+    "option",
+    "from_dict",
+    "load_file",
+    "to_dict",
+    "settings_of",
+    "parse_assignment",
+]
 
 
-def option(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = dataclasses.MISSING,
-           execution: bool = False, choices: tuple | None = None, required: bool = False, flag: str | None = None,
-           metavar: str | None = None, cli: bool = True) -> Any:
+def option(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    default_factory: Any = dataclasses.MISSING,
+    execution: bool = False,
+    choices: tuple | None = None,
+    required: bool = False,
+    flag: str | None = None,
+    metavar: str | None = None,
+    cli: bool = True,
+) -> Any:
     """A config field. `required`: must be set (checked by validate, so it may come from a file or the CLI);
     `execution`: does not change outputs (left out of the settings a folder is pinned to); `flag`: the CLI flag when
     it is not --the-field-name; `cli=False`: file/pipeline only."""
-    meta = {"help": help, "execution": execution, "choices": choices, "required": required, "flag": flag,
-            "metavar": metavar, "cli": cli}
+    meta = {
+        "help": help,
+        "execution": execution,
+        "choices": choices,
+        "required": required,
+        "flag": flag,
+        "metavar": metavar,
+        "cli": cli,
+    }
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -39,8 +64,12 @@ def option(default: Any = dataclasses.MISSING, *, help: str, default_factory: An
 class StageConfig:
     """Base of every stage's config: `force`, required-key and choice checks, and the settings a folder is pinned to."""
 
-    force: bool = option(False, help="start over: clear what the output folder holds instead of resuming it (also "
-                                     "when it was made with other settings)", execution=True)
+    force: bool = option(
+        False,
+        help="start over: clear what the output folder holds instead of resuming it (also "
+        "when it was made with other settings)",
+        execution=True,
+    )
 
     #: The stage's name in messages ("mine", "attack", ...).
     STAGE: typing.ClassVar[str] = "stage"
@@ -52,7 +81,9 @@ class StageConfig:
                 raise ConfigError(f"{self.STAGE}: {f.name} is required (--{f.name.replace('_', '-')})")
             choices = f.metadata.get("choices")
             if choices and value is not None and value not in choices:
-                raise ConfigError(f"{self.STAGE}: {f.name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+                raise ConfigError(
+                    f"{self.STAGE}: {f.name} must be one of {', '.join(map(str, choices))}, got {value!r}"
+                )
         self.check()
 
     def check(self) -> None:

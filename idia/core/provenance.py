@@ -12,8 +12,20 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("idia-audit", "torch", "open_clip_torch", "pyspark", "dask", "distributed", "img2dataset", "pyarrow",
-            "numpy", "pandas", "ahocorasick_rs", "rapidfuzz")
+PACKAGES = (
+    "idia-audit",
+    "torch",
+    "open_clip_torch",
+    "pyspark",
+    "dask",
+    "distributed",
+    "img2dataset",
+    "pyarrow",
+    "numpy",
+    "pandas",
+    "ahocorasick_rs",
+    "rapidfuzz",
+)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -30,10 +42,16 @@ def git_revision() -> str | None:
     if not (PROJECT_ROOT / ".git").exists():
         return None
     try:
-        rev = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return rev + ("-dirty" if dirty else "")

@@ -83,10 +83,13 @@ class StageFolder:
             return
         changed = self.changed_keys()
         if changed:
-            what = "; ".join(f"{k}: {_describe(a)} -> {_describe(b)}" for k, a, b in
-                             ((k, *v) for k, v in changed.items()))
-            raise ConfigError(f"{self.out}: holds {self.stage} results made with other settings ({what}); rerun with "
-                              f"the same settings to resume, use --force to start over, or choose another output folder")
+            what = "; ".join(
+                f"{k}: {_describe(a)} -> {_describe(b)}" for k, a, b in ((k, *v) for k, v in changed.items())
+            )
+            raise ConfigError(
+                f"{self.out}: holds {self.stage} results made with other settings ({what}); rerun with "
+                f"the same settings to resume, use --force to start over, or choose another output folder"
+            )
         self._pinned = self.saved_settings() is not None
 
     def clear(self) -> None:
@@ -97,8 +100,9 @@ class StageFolder:
     def pin(self) -> None:
         """Record the settings (done with the first finished unit, so a run that failed on bad input pins nothing)."""
         if not self._pinned:
-            write_json({"stage": self.stage, "fingerprint": self.fingerprint, "settings": self.settings},
-                       self.settings_path)
+            write_json(
+                {"stage": self.stage, "fingerprint": self.fingerprint, "settings": self.settings}, self.settings_path
+            )
             self._pinned = True
 
     def done(self, unit: str = STAGE_UNIT) -> dict | None:

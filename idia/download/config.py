@@ -18,50 +18,83 @@ DISTRIBUTORS = ("multiprocessing", "pyspark")
 class DownloadConfig(StageConfig):
     STAGE = "download"
 
-    out: str = option("", required=True, help="output folder: shards/, index.parquet, report.json, report.md, config.json")
-    manifests: str | None = option(None, help="input (one of): mine output folder (holds manifests/bucket=NNN/*.parquet)")
-    queries: str | None = option(None, help="input (one of): query-image list, FaceScrub layout (tab-separated: name "
-                                            "image_id face_id url bbox sha256 [identity_id])")
-    identities: str | None = option(None, help="names file (CSV or one name a line): maps query names to identity_id; "
-                                               "also lists identities for the report")
-    max_per_identity: int | None = option(None, help="download at most K images per identity (seeded sample); none: all")
+    out: str = option(
+        "", required=True, help="output folder: shards/, index.parquet, report.json, report.md, config.json"
+    )
+    manifests: str | None = option(
+        None, help="input (one of): mine output folder (holds manifests/bucket=NNN/*.parquet)"
+    )
+    queries: str | None = option(
+        None,
+        help="input (one of): query-image list, FaceScrub layout (tab-separated: name "
+        "image_id face_id url bbox sha256 [identity_id])",
+    )
+    identities: str | None = option(
+        None,
+        help="names file (CSV or one name a line): maps query names to identity_id; "
+        "also lists identities for the report",
+    )
+    max_per_identity: int | None = option(
+        None, help="download at most K images per identity (seeded sample); none: all"
+    )
     seed: int = option(0, help="seed of the per-identity sample")
     # Query photos are cropped to their face box when the list gives one (as the study's FaceScrub queries were).
     # Off for a model that never saw tight face crops in training, such as the demo's tiny CLIP.
     crop_to_bbox: bool = option(True, help="crop query photos to their bbox when the list gives one")
     image_size: int = option(256, help="target size in pixels")
-    resize_mode: str = option("keep_ratio", choices=RESIZE_MODES, help="img2dataset resize mode (keep_ratio: shorter "
-                                                                       "side = image size)")
+    resize_mode: str = option(
+        "keep_ratio", choices=RESIZE_MODES, help="img2dataset resize mode (keep_ratio: shorter side = image size)"
+    )
     encode_format: str = option("jpg", choices=ENCODE_FORMATS, help="stored image format")
     encode_quality: int = option(95, help="jpg/webp quality, png compression")
     min_image_size: int = option(0, help="refuse images whose shorter side is smaller")
-    max_pixels: int = option(89_478_485, help="refuse images with more pixels, read from the header before decoding "
-                                              "(Pillow's decompression-bomb limit)")
+    max_pixels: int = option(
+        89_478_485,
+        help="refuse images with more pixels, read from the header before decoding (Pillow's decompression-bomb limit)",
+    )
     processes: int = option(0, execution=True, help="download processes (pyspark: local cores); 0 = one per CPU core")
     threads: int = option(64, execution=True, help="download threads per process")
     shard_size: int = option(10_000, help="images per webdataset shard")
     timeout: float = option(10.0, execution=True, help="seconds per request")
     retries: int = option(0, execution=True, help="retries per URL within a run")
     max_shard_retry: int = option(1, execution=True, help="times img2dataset retries a failed shard")
-    distributor: str = option("multiprocessing", choices=DISTRIBUTORS, execution=True,
-                              help="img2dataset distributor: multiprocessing, or pyspark for clusters")
-    master: str | None = option(None, execution=True,
-                                help="Spark master for the pyspark distributor (default: $SPARK_MASTER or local)")
-    allow_private_network: bool = option(False, execution=True,
-                                         help="allow every loopback/private address (default: refuse them; link-local "
-                                              "stays refused); recorded in the report")
-    allowed_networks: list[str] = option(default_factory=list, execution=True, metavar="CIDR",
-                                         help="allow only these non-public networks, e.g. 127.0.0.1/32 for a local "
-                                              "image server")
-    ignore_opt_out: bool = option(False, execution=True,
-                                  help="do NOT honour X-Robots-Tag opt-out directives (noai, noimageai, ...); recorded "
-                                       "in the report")
-    user_agent_token: str = option("img2dataset", execution=True,
-                                   help="token in the User-Agent; X-Robots-Tag directives addressed to it apply too")
-    retry_failed: bool = option(False, execution=True,
-                                help="after finishing, re-feed only the rows that failed so far (new shards)")
-    prefilter: bool = option(True, execution=True,
-                             help="check URLs before img2dataset (diagnostics: the connect-time check applies regardless)")
+    distributor: str = option(
+        "multiprocessing",
+        choices=DISTRIBUTORS,
+        execution=True,
+        help="img2dataset distributor: multiprocessing, or pyspark for clusters",
+    )
+    master: str | None = option(
+        None, execution=True, help="Spark master for the pyspark distributor (default: $SPARK_MASTER or local)"
+    )
+    allow_private_network: bool = option(
+        False,
+        execution=True,
+        help="allow every loopback/private address (default: refuse them; link-local "
+        "stays refused); recorded in the report",
+    )
+    allowed_networks: list[str] = option(
+        default_factory=list,
+        execution=True,
+        metavar="CIDR",
+        help="allow only these non-public networks, e.g. 127.0.0.1/32 for a local image server",
+    )
+    ignore_opt_out: bool = option(
+        False,
+        execution=True,
+        help="do NOT honour X-Robots-Tag opt-out directives (noai, noimageai, ...); recorded in the report",
+    )
+    user_agent_token: str = option(
+        "img2dataset", execution=True, help="token in the User-Agent; X-Robots-Tag directives addressed to it apply too"
+    )
+    retry_failed: bool = option(
+        False, execution=True, help="after finishing, re-feed only the rows that failed so far (new shards)"
+    )
+    prefilter: bool = option(
+        True,
+        execution=True,
+        help="check URLs before img2dataset (diagnostics: the connect-time check applies regardless)",
+    )
 
     def check(self) -> None:
         if bool(self.manifests) == bool(self.queries):

@@ -13,9 +13,9 @@ from collections import Counter, defaultdict
 import pandas as pd
 import pyarrow as pa
 
-from idia.download.opener import REFUSAL_PREFIX
-from idia.download.image_checks import ERR_BAD_BBOX, ERR_BBOX, ERR_NOT_IMAGE, ERR_TOO_MANY_PIXELS, ERR_TRUNCATED
 from idia.core.stats import AccountingError, check_sum
+from idia.download.image_checks import ERR_BAD_BBOX, ERR_BBOX, ERR_NOT_IMAGE, ERR_TOO_MANY_PIXELS, ERR_TRUNCATED
+from idia.download.opener import REFUSAL_PREFIX
 from schemas import DOWNLOAD_INDEX
 from schemas.validate import conform
 
@@ -87,8 +87,12 @@ def round_states(rows: pa.Table, outputs: pa.Table | None) -> pd.DataFrame:
         if dup.any():
             raise AccountingError(f"img2dataset returned {int(dup.sum())} row(s) twice (identity_id, source_id)")
         out = out.rename(columns={"status": "i2d_status", "sha256": "got_sha256", "error_message": "message"})
-        df = df.merge(out[["identity_id", "source_id", "i2d_status", "message", "key", "shard", "got_sha256"]],
-                      on=["identity_id", "source_id"], how="left", validate="one_to_one")
+        df = df.merge(
+            out[["identity_id", "source_id", "i2d_status", "message", "key", "shard", "got_sha256"]],
+            on=["identity_id", "source_id"],
+            how="left",
+            validate="one_to_one",
+        )
     else:
         for c in ("i2d_status", "message", "key", "shard", "got_sha256"):
             df[c] = None
@@ -99,9 +103,13 @@ def round_states(rows: pa.Table, outputs: pa.Table | None) -> pd.DataFrame:
     ok = df["i2d_status"] == "success"
     df["status"] = ok.map({True: "success", False: "failed"})
     df["reason"] = [
-        None if s == "success" else
-        f"refused_{p}" if isinstance(p, str) else
-        reason_code(m, s) if isinstance(s, str) else NOT_DOWNLOADED
+        None
+        if s == "success"
+        else f"refused_{p}"
+        if isinstance(p, str)
+        else reason_code(m, s)
+        if isinstance(s, str)
+        else NOT_DOWNLOADED
         for p, s, m in zip(df["prefilter_reason"], df["i2d_status"], df["message"])
     ]
     df.loc[refused, "message"] = "refused before download: " + df.loc[refused, "prefilter_reason"]
@@ -117,8 +125,7 @@ def build_index(requests: pa.Table, rounds: list[pd.DataFrame]) -> tuple[pa.Tabl
         raise AccountingError("requests hold a repeated (identity_id, source_id)")
     if rounds:
         latest = pd.concat(rounds, ignore_index=True).drop_duplicates(["identity_id", "source_id"], keep="last")
-        df = req.merge(latest.drop(columns="url"), on=["identity_id", "source_id"], how="left",
-                       validate="one_to_one")
+        df = req.merge(latest.drop(columns="url"), on=["identity_id", "source_id"], how="left", validate="one_to_one")
     else:
         df = req.assign(status=None, reason=None, shard=None, key=None, got_sha256=None, message=None)
     never = df["status"].isna()
@@ -126,11 +133,16 @@ def build_index(requests: pa.Table, rounds: list[pd.DataFrame]) -> tuple[pa.Tabl
     df.loc[never, "reason"] = NOT_DOWNLOADED
     # sha256 of the bytes as downloaded (img2dataset computes it before resizing/cropping).
     mismatch = pd.Series(
-        [isinstance(want, str) and status == "success" and (not isinstance(got, str) or got.lower() != want.lower())
-         for want, got, status in zip(df["sha256"], df["got_sha256"], df["status"])],
-        index=df.index, dtype=bool)
-    df.loc[mismatch, "message"] = "sha256 " + df.loc[mismatch, "got_sha256"].astype(str) + " != expected " + \
-        df.loc[mismatch, "sha256"]
+        [
+            isinstance(want, str) and status == "success" and (not isinstance(got, str) or got.lower() != want.lower())
+            for want, got, status in zip(df["sha256"], df["got_sha256"], df["status"])
+        ],
+        index=df.index,
+        dtype=bool,
+    )
+    df.loc[mismatch, "message"] = (
+        "sha256 " + df.loc[mismatch, "got_sha256"].astype(str) + " != expected " + df.loc[mismatch, "sha256"]
+    )
     df.loc[mismatch, ["status", "reason", "shard", "key"]] = ["failed", "sha256_mismatch", None, None]
     df = df.sort_values(["identity_id", "source_id"], kind="mergesort").reset_index(drop=True)
     table = pa.Table.from_pandas(df[DOWNLOAD_INDEX.names], preserve_index=False)
@@ -174,13 +186,23 @@ def summarize(df: pd.DataFrame, identity_ids: list[str] | None = None) -> dict:
             lst = examples.setdefault(reason, [])
             if len(lst) < 3 and msg not in lst:
                 lst.append(msg)
-    return {"totals": totals, "identities": dict(sorted(per.items())), "reason_examples": dict(sorted(examples.items()))}
+    return {
+        "totals": totals,
+        "identities": dict(sorted(per.items())),
+        "reason_examples": dict(sorted(examples.items())),
+    }
 
 
 def merge_img2dataset_stats(stats: list[dict]) -> dict:
     """img2dataset's per-shard *_stats.json merged: counts summed, status_dict merged, duration summed."""
-    out = {"shards": len(stats), "count": 0, "successes": 0, "failed_to_download": 0, "failed_to_resize": 0,
-           "duration_s_sum": 0.0}
+    out = {
+        "shards": len(stats),
+        "count": 0,
+        "successes": 0,
+        "failed_to_download": 0,
+        "failed_to_resize": 0,
+        "duration_s_sum": 0.0,
+    }
     status: Counter = Counter()
     for s in stats:
         for k in ("count", "successes", "failed_to_download", "failed_to_resize"):
@@ -189,8 +211,11 @@ def merge_img2dataset_stats(stats: list[dict]) -> dict:
         status.update(s.get("status_dict", {}))
     out["duration_s_sum"] = round(out["duration_s_sum"], 3)
     out["status_dict"] = dict(status.most_common())
-    check_sum(out["count"], {k: out[k] for k in ("successes", "failed_to_download", "failed_to_resize")},
-              "img2dataset shard counts")
+    check_sum(
+        out["count"],
+        {k: out[k] for k in ("successes", "failed_to_download", "failed_to_resize")},
+        "img2dataset shard counts",
+    )
     return out
 
 
@@ -214,14 +239,23 @@ def render_markdown(report: dict) -> str:
     for reason, n in sorted(t["failed_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])):
         ex = (report.get("reason_examples", {}).get(reason) or [""])[0].replace("|", "\\|")[:120]
         lines.append(f"| {reason} | {n} | {ex} |")
-    lines += ["", "## Per identity", "", "| identity_id | requested | downloaded | failed | failed by reason |",
-              "|---|---:|---:|---:|---|"]
+    lines += [
+        "",
+        "## Per identity",
+        "",
+        "| identity_id | requested | downloaded | failed | failed by reason |",
+        "|---|---:|---:|---:|---|",
+    ]
     for ident, e in report["identities"].items():
         fr = ", ".join(f"{k}: {v}" for k, v in e["failed_by_reason"].items())
         lines.append(f"| {ident} | {e['requested']} | {e['downloaded']} | {e['failed']} | {fr} |")
     i2d = report.get("img2dataset")
     if i2d:
-        lines += ["", "## img2dataset (merged over shards and rounds)", "",
-                  f"- shards: {i2d['shards']}, count: {i2d['count']}, successes: {i2d['successes']}, "
-                  f"failed_to_download: {i2d['failed_to_download']}, failed_to_resize: {i2d['failed_to_resize']}"]
+        lines += [
+            "",
+            "## img2dataset (merged over shards and rounds)",
+            "",
+            f"- shards: {i2d['shards']}, count: {i2d['count']}, successes: {i2d['successes']}, "
+            f"failed_to_download: {i2d['failed_to_download']}, failed_to_resize: {i2d['failed_to_resize']}",
+        ]
     return "\n".join(lines) + "\n"

@@ -84,8 +84,7 @@ class GuardedHTTPSHandler(urllib.request.HTTPSHandler):
         self.guard = guard
 
     def https_open(self, req):
-        return self.do_open(functools.partial(GuardedHTTPSConnection, guard=self.guard), req,
-                            context=self._context)
+        return self.do_open(functools.partial(GuardedHTTPSConnection, guard=self.guard), req, context=self._context)
 
 
 class GuardedRedirectHandler(urllib.request.HTTPRedirectHandler):

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from idia.download.image_checks import parse_bbox
 from idia.core.errors import InputFileError
-from idia.mine.names import decode_utf8, normalize_name, valid_identity_id
 from idia.core.stats import Stats, check_sum
+from idia.download.image_checks import parse_bbox
+from idia.mine.names import decode_utf8, normalize_name, valid_identity_id
 from schemas import QUERY_LIST_COLUMNS, REQUESTS
 
 REQUIRED_COLUMNS = QUERY_LIST_COLUMNS
@@ -47,8 +47,10 @@ def read_query_list(path: str | Path, identities: pa.Table | None) -> tuple[pa.T
     header = [h.strip() for h in next(csv.reader([lines[0]], delimiter="\t", quoting=csv.QUOTE_NONE))]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise InputFileError(f"{path}: line 1: header lacks column(s) {', '.join(missing)}; "
-                             f"expected tab-separated {', '.join(REQUIRED_COLUMNS)}")
+        raise InputFileError(
+            f"{path}: line 1: header lacks column(s) {', '.join(missing)}; "
+            f"expected tab-separated {', '.join(REQUIRED_COLUMNS)}"
+        )
     col = {c: header.index(c) for c in header}
     has_id = "identity_id" in col
     if not has_id and identities is None:
@@ -94,17 +96,25 @@ def read_query_list(path: str | Path, identities: pa.Table | None) -> tuple[pa.T
                 continue
         key = (ident, image_id)
         if key in rows:
-            raise InputFileError(f"{path}: line {lineno}: image_id {image_id!r} for {name!r} repeats line {rows[key][0]}")
-        rows[key] = (lineno, {
-            "identity_id": ident,
-            "source_id": image_id,
-            "url": url,
-            "bbox": ",".join(str(int(v)) if v.is_integer() else repr(v) for v in bbox) if bbox else None,
-            "sha256": sha.lower() or None,
-        })
+            raise InputFileError(
+                f"{path}: line {lineno}: image_id {image_id!r} for {name!r} repeats line {rows[key][0]}"
+            )
+        rows[key] = (
+            lineno,
+            {
+                "identity_id": ident,
+                "source_id": image_id,
+                "url": url,
+                "bbox": ",".join(str(int(v)) if v.is_integer() else repr(v) for v in bbox) if bbox else None,
+                "sha256": sha.lower() or None,
+            },
+        )
     ordered = [rows[k][1] for k in sorted(rows)]
     stats["requested"] = len(ordered)
-    check_sum(stats["rows_read"], {"requested": stats["requested"], "skipped_unknown_name": stats["skipped_unknown_name"]},
-              f"{path}: query rows")
+    check_sum(
+        stats["rows_read"],
+        {"requested": stats["requested"], "skipped_unknown_name": stats["skipped_unknown_name"]},
+        f"{path}: query rows",
+    )
     table = pa.Table.from_pylist(ordered, schema=REQUESTS)
     return table, stats, sorted(unknown)

@@ -18,6 +18,7 @@ from idia.core.stats import Stats, check_sum
 from schemas import MANIFEST, REQUESTS, files
 from schemas.validate import SchemaError, check_schema
 
+
 def manifest_files(path: str | Path) -> list[Path]:
     """The manifest parquet files under a mine output folder (or its manifests/ folder), sorted."""
     root = Path(path)
@@ -95,9 +96,20 @@ def requests_from_manifests(path: str | Path, max_per_identity: int | None, seed
     df, dropped = sample_per_identity(df[["identity_id", "source_id", "url"]], max_per_identity, seed)
     stats["not_sampled"] = dropped
     stats["requested"] = len(df)
-    check_sum(stats["manifest_rows"], {k: stats[k] for k in ("requested", "skipped_no_url", "skipped_duplicate_url",
-                                                              "skipped_duplicate_source_id", "not_sampled")},
-              "manifest rows")
+    check_sum(
+        stats["manifest_rows"],
+        {
+            k: stats[k]
+            for k in (
+                "requested",
+                "skipped_no_url",
+                "skipped_duplicate_url",
+                "skipped_duplicate_source_id",
+                "not_sampled",
+            )
+        },
+        "manifest rows",
+    )
     out = pa.table(
         {
             "identity_id": pa.array(df["identity_id"].tolist(), pa.string()),

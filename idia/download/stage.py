@@ -21,10 +21,10 @@ import pyarrow.parquet as pq
 
 from idia.core.atomic import write_json, write_parquet, write_text
 from idia.core.config import to_dict
+from idia.core.errors import UserError
 from idia.core.provenance import provenance
 from idia.core.resume import StageFolder
 from idia.core.stats import check_sum
-from idia.core.errors import UserError
 from idia.download.config import DownloadConfig
 from idia.download.index import build_index, merge_img2dataset_stats, render_markdown, round_states, summarize
 from idia.download.requests import requests_from_manifests, sample_per_identity
@@ -66,8 +66,9 @@ def build_requests(cfg: DownloadConfig) -> tuple[pa.Table, dict]:
         stats["not_sampled"] = dropped
         stats["requested"] = table.num_rows
     info = {"mode": "queries", **stats.to_dict(), "unknown_names": unknown[:50]}
-    check_sum(stats["rows_read"], {k: stats[k] for k in ("requested", "skipped_unknown_name", "not_sampled")},
-              "query rows")
+    check_sum(
+        stats["rows_read"], {k: stats[k] for k in ("requested", "skipped_unknown_name", "not_sampled")}, "query rows"
+    )
     return table, info
 
 
@@ -89,8 +90,11 @@ def shard_stats_path(shards: Path, shard_id: int) -> Path:
 
 
 def finished_shards(shards: Path, info: dict) -> set[int]:
-    return {s for s in range(info["base_shard"], info["base_shard"] + info["n_shards"])
-            if shard_stats_path(shards, s).exists()}
+    return {
+        s
+        for s in range(info["base_shard"], info["base_shard"] + info["n_shards"])
+        if shard_stats_path(shards, s).exists()
+    }
 
 
 def create_round(out: Path, r: int, rows: pa.Table, cfg: DownloadConfig, guard: UrlGuard, base_shard: int) -> dict:
@@ -103,7 +107,8 @@ def create_round(out: Path, r: int, rows: pa.Table, cfg: DownloadConfig, guard: 
         else:
             reasons.append(None)
     rows = rows.select(["identity_id", "source_id", "url", "bbox"]).append_column(
-        "prefilter_reason", pa.array(reasons, pa.string()))
+        "prefilter_reason", pa.array(reasons, pa.string())
+    )
     send = rows.filter(pc.is_null(rows.column("prefilter_reason")))
     d = round_dir(out, r)
     write_parquet(rows, d / "rows.parquet")
@@ -137,12 +142,15 @@ def round_outputs(out: Path, info: dict) -> pa.Table | None:
     parts = []
     for s in sorted(finished_shards(shards, info)):
         name = f"{s:0{OOM_SHARD_COUNT}d}"
-        t = pq.read_table(shards / f"{name}.parquet",
-                          columns=["identity_id", "source_id", "status", "error_message", "key", "sha256"])
+        t = pq.read_table(
+            shards / f"{name}.parquet", columns=["identity_id", "source_id", "status", "error_message", "key", "sha256"]
+        )
         stats = json.loads(shard_stats_path(shards, s).read_text())
         if t.num_rows != stats["count"]:
-            raise UserError(f"{shards / name}.parquet holds {t.num_rows} rows, its stats say {stats['count']}; "
-                            "delete that shard's files and rerun")
+            raise UserError(
+                f"{shards / name}.parquet holds {t.num_rows} rows, its stats say {stats['count']}; "
+                "delete that shard's files and rerun"
+            )
         parts.append(t.append_column("shard", pa.array([f"{files.SHARDS_DIR}/{name}.tar"] * t.num_rows, pa.string())))
     return pa.concat_tables(parts) if parts else None
 
@@ -196,7 +204,8 @@ def run_download(cfg: DownloadConfig, fetch: Fetcher) -> dict:
         if len(failed):
             keys = pa.Table.from_pandas(failed, preserve_index=False)
             rows = requests.join(keys, ["identity_id", "source_id"], join_type="inner").sort_by(
-                [("identity_id", "ascending"), ("source_id", "ascending")])
+                [("identity_id", "ascending"), ("source_id", "ascending")]
+            )
             base = max(r["base_shard"] + r["n_shards"] for r in rounds)
             rounds.append(create_round(out, len(rounds), rows, cfg, guard, base))
             fetch(cfg, rounds[-1], out, guard)
@@ -212,8 +221,11 @@ def run_download(cfg: DownloadConfig, fetch: Fetcher) -> dict:
     if ident_table is not None:
         identity_ids = sorted(ident_table.column("identity_id").to_pylist())
     report = summarize(state, identity_ids)
-    i2d = [json.loads(p.read_text()) for info in rounds for p in
-           (shard_stats_path(shards, s) for s in sorted(finished_shards(shards, info)))]
+    i2d = [
+        json.loads(p.read_text())
+        for info in rounds
+        for p in (shard_stats_path(shards, s) for s in sorted(finished_shards(shards, info)))
+    ]
     report.update(
         {
             "inputs": inputs,
@@ -226,8 +238,17 @@ def run_download(cfg: DownloadConfig, fetch: Fetcher) -> dict:
                 "user_agent_token": cfg.user_agent_token,
                 "prefilter": cfg.prefilter,
                 "distributor": cfg.distributor,
-                "image": {k: getattr(cfg, k) for k in ("image_size", "resize_mode", "encode_format", "encode_quality",
-                                                       "min_image_size", "max_pixels")},
+                "image": {
+                    k: getattr(cfg, k)
+                    for k in (
+                        "image_size",
+                        "resize_mode",
+                        "encode_format",
+                        "encode_quality",
+                        "min_image_size",
+                        "max_pixels",
+                    )
+                },
             },
             "rounds": rounds,
             "rounds_run_now": ran,

@@ -23,13 +23,23 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ALLOWED_SCHEMES = ("http", "https")
 
 #: Address categories a refusal can name (the index's reason is `refused_<category>`).
-CATEGORIES = ("scheme", "bad_url", "no_host", "loopback", "private", "link_local", "multicast", "reserved",
-              "unspecified")
+CATEGORIES = (
+    "scheme",
+    "bad_url",
+    "no_host",
+    "loopback",
+    "private",
+    "link_local",
+    "multicast",
+    "reserved",
+    "unspecified",
+)
 
 # Private-use ranges proper (RFC 1918, shared/CGNAT RFC 6598, unique local IPv6). Python's `is_private` also
 # counts documentation and benchmark ranges, which are "reserved" here: nobody legitimately serves images there.
-_PRIVATE_NETS = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
-                                                    "100.64.0.0/10", "fc00::/7")]
+_PRIVATE_NETS = [
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+]
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 # Hosts like 0x7f.1, 127.1 or 2130706433 that the C resolver reads as IPv4 addresses.
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}\.?$", re.IGNORECASE)
@@ -85,7 +95,9 @@ def parse_networks(values: Iterable[str] | str | None) -> list[IPNetwork]:
             try:
                 out.append(ipaddress.ip_network(part, strict=False))
             except ValueError:
-                raise UserError(f"--allow-private-network: {part!r} is not a network (expected e.g. 127.0.0.1/32)") from None
+                raise UserError(
+                    f"--allow-private-network: {part!r} is not a network (expected e.g. 127.0.0.1/32)"
+                ) from None
     return out
 
 

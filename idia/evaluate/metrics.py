@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import schemas
-from schemas import files
 from idia.core.errors import InputFileError
+from schemas import files
 from schemas.validate import conform
 
 METRIC_NAMES = ("tpr", "fnr", "fpr", "tnr", "accuracy", "precision")
@@ -26,7 +26,9 @@ def load_ground_truth(path: str | Path) -> pd.DataFrame:
     if path.is_dir():
         path = path / files.IDENTITY_LISTS_DIR / files.OCCURRENCES_PARQUET
     if not path.is_file():
-        raise InputFileError(f"{path}: ground truth not found (give a mine output folder or a CSV identity_id,is_member)")
+        raise InputFileError(
+            f"{path}: ground truth not found (give a mine output folder or a CSV identity_id,is_member)"
+        )
     if path.suffix == ".parquet":
         df = pq.read_table(path).to_pandas()
     else:
@@ -75,8 +77,14 @@ def _rates(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     def div(a, b):
         return a / b if b else np.nan
 
-    return {"tpr": div(tp, tp + fn), "fnr": div(fn, tp + fn), "fpr": div(fp, fp + tn), "tnr": div(tn, fp + tn),
-            "accuracy": div(tp + tn, tp + tn + fp + fn), "precision": div(tp, tp + fp)}
+    return {
+        "tpr": div(tp, tp + fn),
+        "fnr": div(fn, tp + fn),
+        "fpr": div(fp, fp + tn),
+        "tnr": div(tn, fp + tn),
+        "accuracy": div(tp + tn, tp + tn + fp + fn),
+        "precision": div(tp, tp + fp),
+    }
 
 
 def compute_metrics(attacks: pd.DataFrame, truth: pd.DataFrame, taus: list[int]) -> pa.Table:
@@ -92,15 +100,23 @@ def compute_metrics(attacks: pd.DataFrame, truth: pd.DataFrame, taus: list[int])
             for m in METRIC_NAMES:
                 vals = np.array([p[m] for p in per_draw], dtype=float)
                 ok = vals[~np.isnan(vals)]
-                rows.append({"k": int(k), "tau": int(tau), "metric": m,
-                             "mean": float(ok.mean()) if len(ok) else None,
-                             "std": float(ok.std()) if len(ok) else None, "n_draws": len(ok)})
+                rows.append(
+                    {
+                        "k": int(k),
+                        "tau": int(tau),
+                        "metric": m,
+                        "mean": float(ok.mean()) if len(ok) else None,
+                        "std": float(ok.std()) if len(ok) else None,
+                        "n_draws": len(ok),
+                    }
+                )
     table = pa.Table.from_pylist(rows, schema=schemas.METRICS) if rows else schemas.METRICS.empty_table()
     return conform(table, schemas.METRICS, "metrics")
 
 
-def membership_table(attacks: pd.DataFrame, identities: pd.DataFrame, truth: pd.DataFrame | None,
-                     k: int, tau: int) -> pa.Table:
+def membership_table(
+    attacks: pd.DataFrame, identities: pd.DataFrame, truth: pd.DataFrame | None, k: int, tau: int
+) -> pa.Table:
     """One row per attacked identity at k (or its largest k when k was skipped for it): mean score over draws,
     share of draws predicted member, and the verdict = a strict majority of draws."""
     if attacks.empty:
@@ -110,8 +126,11 @@ def membership_table(attacks: pd.DataFrame, identities: pd.DataFrame, truth: pd.
     d = at_k.merge(chosen, left_on="identity_id", right_index=True)
     d = d[d["k"] == d["k_chosen"]]
     d = d.assign(member=d["correct_templates"] >= tau)
-    agg = d.groupby("identity_id").agg(k=("k", "first"), score=("correct_templates", "mean"),
-                                       member_rate=("member", "mean")).reset_index()
+    agg = (
+        d.groupby("identity_id")
+        .agg(k=("k", "first"), score=("correct_templates", "mean"), member_rate=("member", "mean"))
+        .reset_index()
+    )
     agg["predicted_member"] = agg["member_rate"] > 0.5
     agg = agg.merge(identities[["identity_id", "name"]], on="identity_id", how="left")
     if truth is not None:
@@ -120,16 +139,18 @@ def membership_table(attacks: pd.DataFrame, identities: pd.DataFrame, truth: pd.
         agg["is_member"] = None
         agg["caption_count"] = None
     agg = agg.sort_values("identity_id")
-    table = pa.table({
-        "identity_id": agg["identity_id"].tolist(),
-        "name": agg["name"].tolist(),
-        "is_member": pa.array([None if pd.isna(x) else bool(x) for x in agg["is_member"]], pa.bool_()),
-        "caption_count": pa.array([None if pd.isna(x) else int(x) for x in agg["caption_count"]], pa.int64()),
-        "k": pa.array(agg["k"].astype(int).tolist(), pa.int32()),
-        "score": agg["score"].astype(float).tolist(),
-        "member_rate": agg["member_rate"].astype(float).tolist(),
-        "predicted_member": agg["predicted_member"].astype(bool).tolist(),
-    })
+    table = pa.table(
+        {
+            "identity_id": agg["identity_id"].tolist(),
+            "name": agg["name"].tolist(),
+            "is_member": pa.array([None if pd.isna(x) else bool(x) for x in agg["is_member"]], pa.bool_()),
+            "caption_count": pa.array([None if pd.isna(x) else int(x) for x in agg["caption_count"]], pa.int64()),
+            "k": pa.array(agg["k"].astype(int).tolist(), pa.int32()),
+            "score": agg["score"].astype(float).tolist(),
+            "member_rate": agg["member_rate"].astype(float).tolist(),
+            "predicted_member": agg["predicted_member"].astype(bool).tolist(),
+        }
+    )
     return conform(table, schemas.MEMBERSHIP, "membership")
 
 
@@ -137,8 +158,12 @@ def metrics_markdown(metrics: pa.Table, tau: int) -> str:
     """A markdown table: one row per k at the given tau, each metric as mean +- std."""
     df = metrics.to_pandas()
     df = df[df["tau"] == tau]
-    lines = [f"Metrics at tau = {tau} (mean +- std over draws)", "",
-             "| k | " + " | ".join(METRIC_NAMES) + " |", "|---|" + "---|" * len(METRIC_NAMES)]
+    lines = [
+        f"Metrics at tau = {tau} (mean +- std over draws)",
+        "",
+        "| k | " + " | ".join(METRIC_NAMES) + " |",
+        "|---|" + "---|" * len(METRIC_NAMES),
+    ]
     for k, g in df.groupby("k", sort=True):
         cells = []
         for m in METRIC_NAMES:

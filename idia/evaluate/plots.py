@@ -32,7 +32,9 @@ def rates_vs_k(metrics: pd.DataFrame, tau: int, path: Path) -> Path:
     for m in ("tpr", "fpr"):
         d = metrics[(metrics["tau"] == tau) & (metrics["metric"] == m)].dropna(subset=["mean"]).sort_values("k")
         _band(ax, d, "k", m.upper())
-    ax.set(xlabel="k (images per attack)", ylabel="rate", ylim=(-0.02, 1.02), title=f"IDIA: TPR and FPR vs k (tau={tau})")
+    ax.set(
+        xlabel="k (images per attack)", ylabel="rate", ylim=(-0.02, 1.02), title=f"IDIA: TPR and FPR vs k (tau={tau})"
+    )
     ax.legend()
     ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -43,7 +45,12 @@ def rates_vs_tau(metrics: pd.DataFrame, k: int, path: Path) -> Path:
     for m in ("tpr", "fpr"):
         d = metrics[(metrics["k"] == k) & (metrics["metric"] == m)].dropna(subset=["mean"]).sort_values("tau")
         _band(ax, d, "tau", m.upper())
-    ax.set(xlabel="tau (correct templates needed)", ylabel="rate", ylim=(-0.02, 1.02), title=f"IDIA: TPR and FPR vs tau (k={k})")
+    ax.set(
+        xlabel="tau (correct templates needed)",
+        ylabel="rate",
+        ylim=(-0.02, 1.02),
+        title=f"IDIA: TPR and FPR vs tau (k={k})",
+    )
     ax.legend()
     ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -64,7 +71,11 @@ def score_distribution(scores: pd.DataFrame, k: int, n_templates: int, path: Pat
 
 def sweep_plot(sweep: pd.DataFrame, k: int, path: Path) -> Path:
     """Members' TPR against their training images (errorbars: std over draws), the non-members' FPR as a line."""
-    mem = sweep[sweep["is_member"]].groupby("n_train_images", as_index=False).agg(mean=("mean", "mean"), std=("std", "mean"))
+    mem = (
+        sweep[sweep["is_member"]]
+        .groupby("n_train_images", as_index=False)
+        .agg(mean=("mean", "mean"), std=("std", "mean"))
+    )
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     ax.errorbar(mem["n_train_images"], mem["mean"], yerr=mem["std"], marker="o", capsize=3, label="members: TPR")
     non = sweep[~sweep["is_member"]]
@@ -90,7 +101,9 @@ def loss_curve(losses: list[float], path: Path) -> Path:
     ax.plot(range(1, len(losses) + 1), losses, lw=0.8, alpha=0.5, label="step")
     w = max(1, len(losses) // 30)
     if len(losses) >= w:
-        smooth = [sum(losses[max(0, i - w + 1):i + 1]) / len(losses[max(0, i - w + 1):i + 1]) for i in range(len(losses))]
+        smooth = [
+            sum(losses[max(0, i - w + 1) : i + 1]) / len(losses[max(0, i - w + 1) : i + 1]) for i in range(len(losses))
+        ]
         ax.plot(range(1, len(losses) + 1), smooth, lw=1.5, label=f"mean of {w}")
     ax.set_xlabel("step")
     ax.set_ylabel("CLIP loss")

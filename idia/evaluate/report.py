@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 
 from idia.core.atomic import write_text
 from idia.evaluate.metrics import headline
-from idia.evaluate.sweep import read_truth_csv
 from idia.evaluate.plots import sweep_plot
+from idia.evaluate.sweep import read_truth_csv
 from schemas import files
 
 
@@ -24,23 +24,29 @@ def _accounting(out: Path) -> list[str]:
     mine = out / files.RUN_STAGE_DIRS["mine"] / files.STATS_JSON
     if mine.is_file():
         t = json.loads(mine.read_text())["totals"]
-        rows.append(f"- mine: {t['rows_read']} caption rows read = {t['null_or_empty']} null/empty + {t['unmatched']} "
-                    f"unmatched + {t['matched']} matched; {t['identities_with_match']} of {t['identities']} identities "
-                    f"matched at least once; {t['files_read']} of {t['files_in']} files read, {t['files_skipped']} skipped")
+        rows.append(
+            f"- mine: {t['rows_read']} caption rows read = {t['null_or_empty']} null/empty + {t['unmatched']} "
+            f"unmatched + {t['matched']} matched; {t['identities_with_match']} of {t['identities']} identities "
+            f"matched at least once; {t['files_read']} of {t['files_in']} files read, {t['files_skipped']} skipped"
+        )
     dl = out / files.RUN_STAGE_DIRS["download"] / files.REPORT_JSON
     if dl.is_file():
         t = json.loads(dl.read_text())["totals"]
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(t["failed_by_reason"].items())) or "none"
-        rows.append(f"- download: {t['requested']} URLs requested = {t['downloaded']} downloaded + {t['failed']} failed "
-                    f"(by reason: {reasons}); {t['identities_with_images']} of {t['identities']} identities have images")
+        rows.append(
+            f"- download: {t['requested']} URLs requested = {t['downloaded']} downloaded + {t['failed']} failed "
+            f"(by reason: {reasons}); {t['identities_with_images']} of {t['identities']} identities have images"
+        )
     at = out / files.RUN_STAGE_DIRS["attack"] / files.STATS_JSON
     if at.is_file():
         t = json.loads(at.read_text())
         skipped = t["identities_in"] - t["identities_attacked"]
-        rows.append(f"- attack: {t['identities_in']} identities = {t['identities_attacked']} attacked + {skipped} skipped "
-                    f"(reasons in attack/attack_status.parquet); {t['images_listed']} images listed, "
-                    f"{t['images_encoded']} encoded; {t['text_prompts_computed']} text prompts computed "
-                    f"(text cache {'hit' if t['text_cache_hit'] else 'miss'})")
+        rows.append(
+            f"- attack: {t['identities_in']} identities = {t['identities_attacked']} attacked + {skipped} skipped "
+            f"(reasons in attack/attack_status.parquet); {t['images_listed']} images listed, "
+            f"{t['images_encoded']} encoded; {t['text_prompts_computed']} text prompts computed "
+            f"(text cache {'hit' if t['text_cache_hit'] else 'miss'})"
+        )
     return rows
 
 
@@ -56,13 +62,22 @@ def write_report(out: Path, world_dir: Path | None, k: int, summaries: dict, tim
         k = min(ks, key=lambda x: (abs(x - k), x)) if ks else k
     head = headline(metrics, k, tau)
 
-    lines = ["# IDIA run report", "", f"Run folder: `{out}`", "",
-             f"## Headline (k = {k}, tau = {tau}, mean ± std over draws)", "",
-             "| metric | value |", "|---|---|"]
+    lines = [
+        "# IDIA run report",
+        "",
+        f"Run folder: `{out}`",
+        "",
+        f"## Headline (k = {k}, tau = {tau}, mean ± std over draws)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
     for m in ("tpr", "fpr", "accuracy", "precision", "fnr", "tnr"):
         lines.append(f"| {m.upper()} | {_fmt(head.get(m))} |")
-    text = [f"IDIA headline at k = {k}, tau = {tau}: TPR {_fmt(head.get('tpr'))}, FPR {_fmt(head.get('fpr'))}, "
-            f"accuracy {_fmt(head.get('accuracy'))}"]
+    text = [
+        f"IDIA headline at k = {k}, tau = {tau}: TPR {_fmt(head.get('tpr'))}, FPR {_fmt(head.get('fpr'))}, "
+        f"accuracy {_fmt(head.get('accuracy'))}"
+    ]
 
     sweep_md = ""
     if world_dir is not None and (Path(world_dir) / files.TRUTH_CSV).is_file():
@@ -74,17 +89,31 @@ def write_report(out: Path, world_dir: Path | None, k: int, summaries: dict, tim
         sweep_plot(sweep, k, ev / files.PLOTS_DIR / "sweep_tpr_vs_training_images.png")
         rows = ["| group | training images each | identities | rate | mean ± std |", "|---|---|---|---|---|"]
         for r in sweep.itertuples():
-            rows.append(f"| {r.group} | {r.n_train_images} | {r.n_identities} | {r.rate.upper()} | {r.mean:.3f} ± {r.std:.3f} |")
-            text.append(f"  {r.group:<12} {r.n_train_images:>3} training images each, {r.n_identities:>3} identities: "
-                        f"{r.rate.upper()} {r.mean:.3f} ± {r.std:.3f}")
-        sweep_md = "\n".join(["", f"## Injection sweep (k = {k})", "",
-                              "Members were injected into the training captions with different numbers of images each; "
-                              "non-members never appear.", "", *rows, "",
-                              "![sweep](evaluate/plots/sweep_tpr_vs_training_images.png)", ""])
+            rows.append(
+                f"| {r.group} | {r.n_train_images} | {r.n_identities} | {r.rate.upper()} | {r.mean:.3f} ± {r.std:.3f} |"
+            )
+            text.append(
+                f"  {r.group:<12} {r.n_train_images:>3} training images each, {r.n_identities:>3} identities: "
+                f"{r.rate.upper()} {r.mean:.3f} ± {r.std:.3f}"
+            )
+        sweep_md = "\n".join(
+            [
+                "",
+                f"## Injection sweep (k = {k})",
+                "",
+                "Members were injected into the training captions with different numbers of images each; "
+                "non-members never appear.",
+                "",
+                *rows,
+                "",
+                "![sweep](evaluate/plots/sweep_tpr_vs_training_images.png)",
+                "",
+            ]
+        )
     lines.append(sweep_md)
 
     metrics_md = (ev / files.METRICS_MD).read_text()
-    table = metrics_md[metrics_md.index("Metrics at tau"):] if "Metrics at tau" in metrics_md else metrics_md
+    table = metrics_md[metrics_md.index("Metrics at tau") :] if "Metrics at tau" in metrics_md else metrics_md
     lines += ["## Metrics per k", "", table.strip(), ""]
     for png in sorted((ev / files.PLOTS_DIR).glob("*.png")):
         if "sweep" not in png.name:

@@ -23,14 +23,18 @@ from schemas import files
 class EvaluateConfig(StageConfig):
     STAGE = "evaluate"
 
-    attack: str = option("", required=True, help="attack output folder (attacks.parquet, attack_status.parquet, config.json)")
-    ground_truth: str = option("", required=True, help="mine output folder (identity_lists/occurrences.parquet) or a "
-                                                       "CSV identity_id,is_member")
+    attack: str = option(
+        "", required=True, help="attack output folder (attacks.parquet, attack_status.parquet, config.json)"
+    )
+    ground_truth: str = option(
+        "", required=True, help="mine output folder (identity_lists/occurrences.parquet) or a CSV identity_id,is_member"
+    )
     out: str = option("", required=True, help="output folder: metrics.parquet, metrics.md, membership.parquet, plots/")
     tau: int | None = option(None, help="correct templates needed for 'member' (default: the attack's tau)")
     k: int | None = option(None, help="k of the membership table, score plot and tau sweep (default: the largest k)")
-    eval_subset: bool = option(False, help="only mine's evaluation subset (members with count < member_max) plus "
-                                           "non-members")
+    eval_subset: bool = option(
+        False, help="only mine's evaluation subset (members with count < member_max) plus non-members"
+    )
     plots: bool = option(True, help="draw the PNG plots")
 
     def check(self) -> None:
@@ -95,8 +99,13 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     write_parquet(metrics, out / files.METRICS_PARQUET)
     write_parquet(membership, out / files.MEMBERSHIP_PARQUET)
     md = metrics_markdown(metrics, tau)
-    write_text(f"# IDIA evaluation\n\nAttack: `{attack}`  \nGround truth: `{cfg.ground_truth}`\n\n"
-               + "".join(f"- {a}: {b}\n" for a, b in counts.items()) + "\n" + md, out / files.METRICS_MD)
+    write_text(
+        f"# IDIA evaluation\n\nAttack: `{attack}`  \nGround truth: `{cfg.ground_truth}`\n\n"
+        + "".join(f"- {a}: {b}\n" for a, b in counts.items())
+        + "\n"
+        + md,
+        out / files.METRICS_MD,
+    )
     plots = []
     mdf = metrics.to_pandas()
     if cfg.plots and len(attacks):
@@ -107,9 +116,13 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         scores = attacks[attacks["k"] == k].merge(truth[["identity_id", "is_member"]], on="identity_id")
         plots.append(P.score_distribution(scores, k, n_templates, out / files.PLOTS_DIR / "score_distribution.png"))
     head = headline(mdf, k, tau)
-    summary = {**counts, "tau": tau, "k": k,
-               **{f"{m}_at_k": (round(head[m][0], 4) if m in head else None) for m in ("tpr", "fpr", "accuracy")},
-               "plots": [str(p) for p in plots]}
+    summary = {
+        **counts,
+        "tau": tau,
+        "k": k,
+        **{f"{m}_at_k": (round(head[m][0], 4) if m in head else None) for m in ("tpr", "fpr", "accuracy")},
+        "plots": [str(p) for p in plots],
+    }
     write_json({**to_dict(cfg), "provenance": provenance()}, out / files.CONFIG_JSON)
     write_json(summary, out / files.STATS_JSON)
     folder.mark_done()

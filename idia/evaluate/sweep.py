@@ -31,18 +31,22 @@ def rates_by_group(attacks: pd.DataFrame, truth: pd.DataFrame, k: int) -> pd.Dat
     for group, g in d.groupby("group", sort=False):
         per_draw = g.groupby("draw")["predicted_member"].mean()
         is_member = bool(g["is_member"].iloc[0])
-        rows.append({
-            "group": group,
-            "is_member": is_member,
-            "n_train_images": int(g["n_train_images"].iloc[0]),
-            "n_identities": int(g["identity_id"].nunique()),
-            "rate": "tpr" if is_member else "fpr",
-            "mean": float(per_draw.mean()),
-            "std": float(per_draw.std(ddof=0)) if len(per_draw) > 1 else 0.0,
-            "n_draws": int(len(per_draw)),
-        })
+        rows.append(
+            {
+                "group": group,
+                "is_member": is_member,
+                "n_train_images": int(g["n_train_images"].iloc[0]),
+                "n_identities": int(g["identity_id"].nunique()),
+                "rate": "tpr" if is_member else "fpr",
+                "mean": float(per_draw.mean()),
+                "std": float(per_draw.std(ddof=0)) if len(per_draw) > 1 else 0.0,
+                "n_draws": int(len(per_draw)),
+            }
+        )
     out = pd.DataFrame(rows, columns=schemas.SWEEP.names)
-    return out.sort_values(["is_member", "n_train_images", "group"], ascending=[False, True, True]).reset_index(drop=True)
+    return out.sort_values(["is_member", "n_train_images", "group"], ascending=[False, True, True]).reset_index(
+        drop=True
+    )
 
 
 def read_truth_csv(path: str | Path) -> pd.DataFrame:

@@ -25,9 +25,13 @@ PUBLISHED = PUBLISHED_COUNTS_CSV
 
 @dataclass
 class CompareConfig:
-    regenerated: str = option("", required=True, help="mine output folder, or its identity_lists/occurrences.parquet/.csv, or counts.parquet")
+    regenerated: str = option(
+        "", required=True, help="mine output folder, or its identity_lists/occurrences.parquet/.csv, or counts.parquet"
+    )
     out: str = option("", required=True, help="output folder for comparison.csv and comparison.md")
-    published: str = option(str(PUBLISHED_COUNTS_CSV), help="the study's published table (index,name,count,membership,bin)")
+    published: str = option(
+        str(PUBLISHED_COUNTS_CSV), help="the study's published table (index,name,count,membership,bin)"
+    )
 
     def validate(self) -> None:
         if not self.regenerated or not self.out:
@@ -49,7 +53,9 @@ def _load(path: str | Path, what: str) -> pd.DataFrame:
         df = df.rename(columns={"n_captions": "count"})
     for col in ("name", "count"):
         if col not in df.columns:
-            raise InputFileError(f"{path}: {what} table has no '{col}' column (columns: {', '.join(map(str, df.columns))})")
+            raise InputFileError(
+                f"{path}: {what} table has no '{col}' column (columns: {', '.join(map(str, df.columns))})"
+            )
     df = df.copy()
     df["name"] = [unicodedata.normalize("NFC", str(n)).strip() for n in df["name"]]
     try:
@@ -88,7 +94,15 @@ def compare(regenerated: str | Path, published: str | Path = PUBLISHED) -> pd.Da
     for c in ("count_published", "count_regenerated", "delta"):
         m[c] = m[c].astype("Int64")
     return m[
-        ["name", "count_published", "count_regenerated", "delta", "membership_published", "membership_regenerated", "difference"]
+        [
+            "name",
+            "count_published",
+            "count_regenerated",
+            "delta",
+            "membership_published",
+            "membership_regenerated",
+            "difference",
+        ]
     ]
 
 
@@ -129,4 +143,8 @@ def compare_to_published(regenerated: str | Path, out: str | Path, published: st
     write_text(df.to_csv(index=False, lineterminator="\n"), out / "comparison.csv")
     write_text(to_markdown(df, str(regenerated), str(published)), out / "comparison.md")
     counts = {str(k): int(v) for k, v in sorted(df["difference"].value_counts().to_dict().items())}
-    return {"names": int(len(df)), "differences": counts, "outputs": [str(out / "comparison.csv"), str(out / "comparison.md")]}
+    return {
+        "names": int(len(df)),
+        "differences": counts,
+        "outputs": [str(out / "comparison.csv"), str(out / "comparison.md")],
+    }

@@ -13,28 +13,46 @@ from schemas import COLUMN_MAPPINGS
 class MineConfig(StageConfig):
     STAGE = "mine"
 
-    shards: list[str] = option(default_factory=list, required=True, metavar="PATH",
-                               help="caption parquet files, folders or globs on any fsspec filesystem (s3://, gs://, hdfs://)")
+    shards: list[str] = option(
+        default_factory=list,
+        required=True,
+        metavar="PATH",
+        help="caption parquet files, folders or globs on any fsspec filesystem (s3://, gs://, hdfs://)",
+    )
     names: str = option("", required=True, help="names file: CSV identity_id,name[,aliases][,sex] or one name a line")
-    out: str = option("", required=True, help="output folder (a path every executor can write: local or a shared filesystem)")
-    match: str = option("normalized", choices=MODES,
-                        help="matching mode: normalized (whole tokens, accents/case folded), paper (the study's "
-                             "case-sensitive substring) or fuzzy (rapidfuzz ratio)")
+    out: str = option(
+        "", required=True, help="output folder (a path every executor can write: local or a shared filesystem)"
+    )
+    match: str = option(
+        "normalized",
+        choices=MODES,
+        help="matching mode: normalized (whole tokens, accents/case folded), paper (the study's "
+        "case-sensitive substring) or fuzzy (rapidfuzz ratio)",
+    )
     fuzzy_threshold: float = option(90.0, help="rapidfuzz score cut-off for --match fuzzy")
     columns: str = option("laion400m", choices=tuple(sorted(COLUMN_MAPPINGS)), help="input column layout")
     member_min: int = option(1, help="captions needed to count as a member")
     member_max: int = option(300, help="evaluation subset: members seen fewer times than this")
     buckets: int = option(16, help="manifest buckets (CRC-32 of identity_id)")
-    master: str | None = option(None, execution=True,
-                                help="Spark master URL (spark://, yarn, k8s://); default $SPARK_MASTER or local[*]")
-    skip_bad_files: bool = option(False, execution=True,
-                                  help="skip corrupt or truncated parquet files and list them in stats (default: stop)")
+    master: str | None = option(
+        None, execution=True, help="Spark master URL (spark://, yarn, k8s://); default $SPARK_MASTER or local[*]"
+    )
+    skip_bad_files: bool = option(
+        False, execution=True, help="skip corrupt or truncated parquet files and list them in stats (default: stop)"
+    )
     batch_size: int = option(8192, execution=True, help="rows per record batch read by a task (bounds its memory)")
-    task_rows: int = option(0, execution=True,
-                            help="rows per scan task, whole row groups of one file (0 = auto: 2 tasks per core, at most "
-                                 "1,000,000 rows)")
-    spark_conf: dict = option(default_factory=dict, execution=True, flag="--conf", metavar="KEY=VALUE",
-                              help="extra Spark setting (repeatable)")
+    task_rows: int = option(
+        0,
+        execution=True,
+        help="rows per scan task, whole row groups of one file (0 = auto: 2 tasks per core, at most 1,000,000 rows)",
+    )
+    spark_conf: dict = option(
+        default_factory=dict,
+        execution=True,
+        flag="--conf",
+        metavar="KEY=VALUE",
+        help="extra Spark setting (repeatable)",
+    )
 
     def check(self) -> None:
         if not 1 <= self.buckets <= 4096:

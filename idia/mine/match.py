@@ -127,7 +127,9 @@ class Matcher:
         """Found patterns -> the CSR positions of all their members, and the member count of each found pattern."""
         cnt = self._start[pat + 1] - self._start[pat]
         ends = np.cumsum(cnt)
-        return np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - cnt, cnt) + np.repeat(self._start[pat], cnt), cnt
+        return np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - cnt, cnt) + np.repeat(
+            self._start[pat], cnt
+        ), cnt
 
     def _table(self, rows: np.ndarray, member: np.ndarray, scores: np.ndarray | None) -> pa.Table:
         """One row per (row, identity): the member with the best score, then the lowest rank; sorted by row, identity."""

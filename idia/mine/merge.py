@@ -109,7 +109,9 @@ def merge_bucket(ctx: MergeContext, bucket: int, lookups: dict) -> list[dict]:
     by_index = np.argsort(firsts)
     n_urls = np.zeros(len(firsts), np.int64)
     n_urls[by_index[np.searchsorted(firsts[by_index], with_urls)]] = n_with
-    counts = pa.table([pa.array(firsts, pa.int32()), pa.array(n_caps, pa.int64()), pa.array(n_urls)], schema=BUCKET_COUNTS)
+    counts = pa.table(
+        [pa.array(firsts, pa.int32()), pa.array(n_caps, pa.int64()), pa.array(n_urls)], schema=BUCKET_COUNTS
+    )
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, BUCKET_COUNTS) as w:
         w.write_table(counts)
@@ -140,5 +142,3 @@ def staged_parts(rows: list[dict]) -> tuple[StagedPart, ...]:
             bb = tuple(sorted((int(b), tuple(ix)) for b, ix in json.loads(r["bucket_batches"]).items()))
             parts.append(StagedPart(r["path"], bb))
     return tuple(sorted(parts, key=lambda p: p.path))
-
-

@@ -45,7 +45,9 @@ MAX_NAME_CHARS = 256
 _WS_RE = re.compile(r"\s+")
 # ASCII characters of category Cc that are not whitespace: what normalize_name rejects, found by one regex search.
 _ASCII_BAD_RE = re.compile(
-    "[" + "".join(re.escape(chr(c)) for c in range(128) if unicodedata.category(chr(c)) == "Cc" and not chr(c).isspace()) + "]"
+    "["
+    + "".join(re.escape(chr(c)) for c in range(128) if unicodedata.category(chr(c)) == "Cc" and not chr(c).isspace())
+    + "]"
 )
 # Every ASCII character that is not a letter or digit: stripping them all leaves "" exactly when a text has neither.
 _ASCII_NOT_ALNUM = "".join(chr(c) for c in range(128) if not chr(c).isalnum())

@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 
 from idia.core import census
-from idia.core.config import ConfigError, option
 from idia.core.atomic import write_json, write_parquet, write_text
+from idia.core.config import ConfigError, option
 from idia.mine.normalize import normalize_text
 from schemas import LAION_400M
 
@@ -47,7 +47,11 @@ FILLER = (
     "walking award show premiere night city beach summer winter event press conference interview "
     "wallpaper poster art print vintage new york london paris berlin image picture stock hd"
 ).split()
-SCRIPT_FILLER = {"ru": "фото на сцене в москве".split(), "zh": list("我爱看电影明星照片"), "el": "φωτογραφία στη σκηνή".split()}
+SCRIPT_FILLER = {
+    "ru": "фото на сцене в москве".split(),
+    "zh": list("我爱看电影明星照片"),
+    "el": "φωτογραφία στη σκηνή".split(),
+}
 
 # Written into the first rows of shard 0 so every hard case occurs at least once whatever the seed.
 GUARANTEED = [
@@ -86,8 +90,9 @@ class SampleConfig:
     expected: bool = option(True, help="compute the brute-force expected counts (turn off for benchmark-size data)")
     base_url: str = option("http://images.example.invalid", help="base of the generated image URLs")
     row_group_size: int = option(65536, help="parquet row group size")
-    caption_pool: int = option(0, help="draw each shard's captions from a pool this size (fast bulk data; 0 = all "
-                                       "distinct)")
+    caption_pool: int = option(
+        0, help="draw each shard's captions from a pool this size (fast bulk data; 0 = all distinct)"
+    )
 
     def validate(self) -> None:
         if not self.out:

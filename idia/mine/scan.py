@@ -38,7 +38,16 @@ STAGED = pa.schema(
     ]
 )
 MATCH_COLUMNS = ["SAMPLE_ID", "URL", "TEXT", "WIDTH", "HEIGHT", "NSFW", "similarity"]
-COUNTERS = ("rows_read", "null_or_empty", "matched", "unmatched", "match_pairs", "matcher_builds", "units_resumed", "task_ms")
+COUNTERS = (
+    "rows_read",
+    "null_or_empty",
+    "matched",
+    "unmatched",
+    "match_pairs",
+    "matcher_builds",
+    "units_resumed",
+    "task_ms",
+)
 
 #: What a scan task returns to the driver: one row per work unit.
 UNIT_STATS = pa.schema(
@@ -78,7 +87,7 @@ class ScanContext:
 _MATCHERS: dict[str, tuple] = {}
 
 
-def _matcher(ctx: ScanContext, st: Stats) -> tuple:
+def matcher_for(ctx: ScanContext, st: Stats) -> tuple:
     """The matcher and identity->bucket array, built once per Python worker process (workers are reused)."""
     hit = _MATCHERS.get(ctx.matcher_key)
     if hit is None:
@@ -143,9 +152,18 @@ def _resumed(ctx: ScanContext, unit: ScanUnit, row: dict) -> dict | None:
     done = resume.read_marker(ctx.units_dir, unit.name, ctx.fingerprint)
     try:
         if done and done["rows_read"] == unit.n_rows and (done["path"] is None or Path(done["path"]).exists()):
-            return row | {k: 0 for k in COUNTERS} | {k: done[k] for k in COUNTERS if k in done} | {
-                "path": done["path"], "bucket_batches": done["bucket_batches"],
-                "matcher_builds": 0, "task_ms": 0, "units_resumed": 1}
+            return (
+                row
+                | {k: 0 for k in COUNTERS}
+                | {k: done[k] for k in COUNTERS if k in done}
+                | {
+                    "path": done["path"],
+                    "bucket_batches": done["bucket_batches"],
+                    "matcher_builds": 0,
+                    "task_ms": 0,
+                    "units_resumed": 1,
+                }
+            )
     except KeyError:
         pass  # a marker of another shape: redo the unit
     return None
@@ -164,15 +182,16 @@ def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
     schema = pa.schema([LAION_400M.field(c) for c in MATCH_COLUMNS])
     st = Stats()
     t_start = time.perf_counter()
-    matcher, buckets = _matcher(ctx, st)
+    matcher, buckets = matcher_for(ctx, st)
     ctx.units_dir.mkdir(parents=True, exist_ok=True)
     out = StagedWriter(ctx.units_dir / f"{unit.name}.arrow")
     try:
         with open_input(url) as f:
             pf = pq.ParquetFile(f)
             row0 = unit.first_row
-            for batch in pf.iter_batches(batch_size=ctx.batch_size, row_groups=range(unit.rg0, unit.rg1 + 1),
-                                         columns=src_cols, use_threads=False):
+            for batch in pf.iter_batches(
+                batch_size=ctx.batch_size, row_groups=range(unit.rg0, unit.rg1 + 1), columns=src_cols, use_threads=False
+            ):
                 tbl = map_columns(pa.Table.from_batches([batch]), mapping, schema, url)
                 n = tbl.num_rows
                 texts = tbl.column("TEXT").combine_chunks()
@@ -208,5 +227,7 @@ def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
         return row | {k: int(st[k]) for k in COUNTERS} | {"error": f"row group {span}: {type(exc).__name__}: {exc}"}
     st["task_ms"] = int((time.perf_counter() - t_start) * 1000)
     row |= {k: int(st[k]) for k in COUNTERS} | {"path": path, "bucket_batches": json.dumps(out.batches)}
-    resume.write_marker(ctx.units_dir, unit.name, ctx.fingerprint, {k: row[k] for k in (*COUNTERS, "path", "bucket_batches")})
+    resume.write_marker(
+        ctx.units_dir, unit.name, ctx.fingerprint, {k: row[k] for k in (*COUNTERS, "path", "bucket_batches")}
+    )
     return row

@@ -15,7 +15,6 @@ import shutil
 import time
 import uuid
 from contextlib import AbstractContextManager
-
 from pathlib import Path
 from typing import Callable
 
@@ -72,8 +71,12 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
     t_stage = time.time()
     good, bad = inspect_footers(paths, mapping, cfg.skip_bad_files)
     timings["footers_s"] = round(time.time() - t_stage, 3)
-    folder = mine_folder(cfg, [{"file": g.url, "size": g.size, "footer_bytes": g.footer_bytes} for g in good] +
-                         [{"file": b["file"], "unreadable": True} for b in bad], names_sha)
+    folder = mine_folder(
+        cfg,
+        [{"file": g.url, "size": g.size, "footer_bytes": g.footer_bytes} for g in good]
+        + [{"file": b["file"], "unreadable": True} for b in bad],
+        names_sha,
+    )
     folder.check()
     if folder.done() and (out / files.STATS_JSON).exists():
         import json
@@ -95,9 +98,18 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
         units = plan_units(good, task_rows)
         scan_ctx = ScanContext(
             identities=ident_bytes,
-            matcher_key=hashlib.sha256(ident_bytes + f"{cfg.match}|{cfg.fuzzy_threshold}|{cfg.buckets}".encode()).hexdigest(),
-            mode=cfg.match, threshold=cfg.fuzzy_threshold, buckets=cfg.buckets, columns=cfg.columns,
-            batch_size=cfg.batch_size, files=tuple(paths), staging=str(staging.resolve()), fingerprint=folder.fingerprint)
+            matcher_key=hashlib.sha256(
+                ident_bytes + f"{cfg.match}|{cfg.fuzzy_threshold}|{cfg.buckets}".encode()
+            ).hexdigest(),
+            mode=cfg.match,
+            threshold=cfg.fuzzy_threshold,
+            buckets=cfg.buckets,
+            columns=cfg.columns,
+            batch_size=cfg.batch_size,
+            files=tuple(paths),
+            staging=str(staging.resolve()),
+            fingerprint=folder.fingerprint,
+        )
         staging.mkdir(parents=True, exist_ok=True)
         folder.pin()  # from here on the folder holds this run's work
         t_stage = time.time()
@@ -107,7 +119,8 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
         errors = sorted((r for r in stats_rows if r["error"]), key=lambda r: (r["file_index"], r["unit"]))
         if errors and not cfg.skip_bad_files:
             raise InputFileError(
-                f"{paths[errors[0]['file_index']]}: cannot read: {errors[0]['error']}; use --skip-bad-files to skip it")
+                f"{paths[errors[0]['file_index']]}: cannot read: {errors[0]['error']}; use --skip-bad-files to skip it"
+            )
         bad_idx = {r["file_index"] for r in errors}
         for fi in sorted(bad_idx):
             bad.append({"file": paths[fi], "reason": next(r["error"] for r in errors if r["file_index"] == fi)})
@@ -119,9 +132,14 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
         n_merge = min(cfg.buckets, ex.parallelism) if parts else 0
         rank = np.empty(identities.num_rows, np.int64)  # each identity's place in identity_id order
         rank[pc.sort_indices(identities.column("identity_id")).to_numpy()] = np.arange(identities.num_rows)
-        merge_ctx = MergeContext(parts=parts, buckets=cfg.buckets,
-                                 identity_ids=tuple(identities.column("identity_id").to_pylist()),
-                                 identity_rank=tuple(rank.tolist()), files=tuple(paths), staging=str(staging.resolve()))
+        merge_ctx = MergeContext(
+            parts=parts,
+            buckets=cfg.buckets,
+            identity_ids=tuple(identities.column("identity_id").to_pylist()),
+            identity_rank=tuple(rank.tolist()),
+            files=tuple(paths),
+            staging=str(staging.resolve()),
+        )
         tasks = [MergeTask(i, n_merge) for i in range(n_merge)]
         merged = _checked(ex.map(merge_task, merge_ctx, tasks, "mine: merge"), MERGED, "merge results")
         timings["merge_s"] = round(time.time() - t_stage, 3)
@@ -145,8 +163,13 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
     n_cap, n_url = read_counts(bucket_rows, identities.num_rows)
     check_sum(totals["match_pairs"], {"sum_n_captions": int(n_cap.sum())}, "match pairs vs counts")
     counts = pa.Table.from_arrays(
-        [identities.column("identity_id"), identities.column("name"), pa.array(n_cap), pa.array(n_url),
-         pa.array([cfg.match] * identities.num_rows, pa.string())],
+        [
+            identities.column("identity_id"),
+            identities.column("name"),
+            pa.array(n_cap),
+            pa.array(n_url),
+            pa.array([cfg.match] * identities.num_rows, pa.string()),
+        ],
         schema=COUNTS,
     )
 
@@ -197,5 +220,3 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
     folder.mark_done()
     shutil.rmtree(staging, ignore_errors=True)
     return stats
-
-

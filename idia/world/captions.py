@@ -8,13 +8,37 @@ import numpy as np
 from idia.world.identities import EYE_COLOURS, HAIR_COLOURS, SHIRT_COLOURS, Appearance
 
 # Colour words for the appearance palettes (same order as the palettes in identities.py).
-HAIR_WORDS = ["black", "dark brown", "brown", "light brown", "blonde", "red", "grey", "grey", "platinum", "purple",
-              "blue", "pink"]
+HAIR_WORDS = [
+    "black",
+    "dark brown",
+    "brown",
+    "light brown",
+    "blonde",
+    "red",
+    "grey",
+    "grey",
+    "platinum",
+    "purple",
+    "blue",
+    "pink",
+]
 SHIRT_WORDS = ["red", "blue", "green", "yellow", "purple", "orange", "black", "white", "teal", "brown", "pink", "grey"]
 assert len(HAIR_WORDS) == len(HAIR_COLOURS) and len(SHIRT_WORDS) == len(SHIRT_COLOURS) and EYE_COLOURS
 
-EVENTS = ["film festival", "premiere", "gala", "awards ceremony", "charity dinner", "press conference",
-          "fashion week", "book signing", "music awards", "launch party", "red carpet event", "talk show"]
+EVENTS = [
+    "film festival",
+    "premiere",
+    "gala",
+    "awards ceremony",
+    "charity dinner",
+    "press conference",
+    "fashion week",
+    "book signing",
+    "music awards",
+    "launch party",
+    "red carpet event",
+    "talk show",
+]
 CITIES = ["Berlin", "Toronto", "Los Angeles", "New York", "London", "Cannes", "Venice", "Sydney", "Madrid", "Tokyo"]
 SITES = ["Getty Images", "Alamy", "Wikimedia Commons", "IMDb", "Pinterest", "Shutterstock", "Fanpop", "Zimbio"]
 
@@ -66,8 +90,16 @@ SCENE_TEMPLATES = [
     "a simple drawing of a {things}",
 ]
 
-STYLE_WORDS = {"short": "short", "long": "long", "bald": "shaved", "bun": "tied", "curly": "curly", "mohawk": "mohawk",
-               "side_part": "parted", "bob": "bob"}
+STYLE_WORDS = {
+    "short": "short",
+    "long": "long",
+    "bald": "shaved",
+    "bun": "tied",
+    "curly": "curly",
+    "mohawk": "mohawk",
+    "side_part": "parted",
+    "bob": "bob",
+}
 
 
 def _pick(rng: np.random.Generator, seq):

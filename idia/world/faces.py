@@ -17,9 +17,16 @@ SUPERSAMPLE = 2
 
 SCENE_OBJECTS = ("ball", "box", "tree", "house", "sun", "car", "flower")
 SCENE_COLOURS = {
-    "red": (210, 40, 40), "blue": (40, 80, 210), "green": (50, 170, 60), "yellow": (240, 210, 40),
-    "purple": (130, 50, 170), "orange": (245, 140, 30), "black": (25, 25, 25), "white": (240, 240, 240),
-    "pink": (240, 130, 180), "grey": (130, 130, 130),
+    "red": (210, 40, 40),
+    "blue": (40, 80, 210),
+    "green": (50, 170, 60),
+    "yellow": (240, 210, 40),
+    "purple": (130, 50, 170),
+    "orange": (245, 140, 30),
+    "black": (25, 25, 25),
+    "white": (240, 240, 240),
+    "pink": (240, 130, 180),
+    "grey": (130, 130, 130),
 }
 
 
@@ -133,8 +140,10 @@ def _person_layer(S: int, ap: Appearance, nz: Nuisance) -> tuple[Image.Image, tu
     for sx in (-1, 1):
         ex = fx + sx * es
         d.ellipse([ex - er * 1.3, ey - er * 0.8, ex + er * 1.3, ey + er * 0.8], fill=(250, 250, 250, 255))
-        d.ellipse([ex - er * 0.6 + shift * 0.2, ey - er * 0.6, ex + er * 0.6 + shift * 0.2, ey + er * 0.6],
-                  fill=ap.eye_colour + (255,))
+        d.ellipse(
+            [ex - er * 0.6 + shift * 0.2, ey - er * 0.6, ex + er * 0.6 + shift * 0.2, ey + er * 0.6],
+            fill=ap.eye_colour + (255,),
+        )
         bt = max(1, int(ap.brow_thickness * fh * 2))
         d.line([ex - er * 1.4, ey - er * 1.6, ex + er * 1.4, ey - er * 1.8], fill=hair, width=bt)
     # glasses
@@ -142,17 +151,29 @@ def _person_layer(S: int, ap: Appearance, nz: Nuisance) -> tuple[Image.Image, tu
         gw = max(1, int(S * 0.012))
         for sx in (-1, 1):
             ex = fx + sx * es
-            d.ellipse([ex - er * 1.9, ey - er * 1.5, ex + er * 1.9, ey + er * 1.5], outline=ap.glasses_colour + (255,), width=gw)
+            d.ellipse(
+                [ex - er * 1.9, ey - er * 1.5, ex + er * 1.9, ey + er * 1.5],
+                outline=ap.glasses_colour + (255,),
+                width=gw,
+            )
         d.line([fx - es + er * 1.9, ey, fx + es - er * 1.9, ey], fill=ap.glasses_colour + (255,), width=gw)
     # nose and mouth
     nl = ap.nose_len * fh * 2
-    d.line([fx, ey + er, fx + fw * 0.08, ey + er + nl], fill=tuple(int(c * 0.75) for c in ap.skin) + (255,),
-           width=max(1, int(S * 0.01)))
+    d.line(
+        [fx, ey + er, fx + fw * 0.08, ey + er + nl],
+        fill=tuple(int(c * 0.75) for c in ap.skin) + (255,),
+        width=max(1, int(S * 0.01)),
+    )
     mw = ap.mouth_w * fw
     my = cy + fh * 0.5
     curve = fh * 0.05 + nz.smile * fh * 0.18
-    d.arc([fx - mw, my - curve, fx + mw, my + curve], 0 if nz.smile > 0.2 else 180, 180 if nz.smile > 0.2 else 360,
-          fill=(150, 40, 50, 255), width=max(1, int(S * 0.015)))
+    d.arc(
+        [fx - mw, my - curve, fx + mw, my + curve],
+        0 if nz.smile > 0.2 else 180,
+        180 if nz.smile > 0.2 else 360,
+        fill=(150, 40, 50, 255),
+        width=max(1, int(S * 0.015)),
+    )
     # hair on top
     style = ap.hair_style
     if style != "bald":
@@ -167,8 +188,10 @@ def _person_layer(S: int, ap: Appearance, nz: Nuisance) -> tuple[Image.Image, tu
         else:
             d.chord([cx - fw * 1.05, top, cx + fw * 1.05, cy + fh * 0.2], 180, 360, fill=hair)
             if style == "side_part":
-                d.polygon([(cx - fw * 1.0, cy - fh * 0.45), (cx + fw * 0.6, cy - fh * 0.95), (cx - fw * 0.9, cy - fh * 0.1)],
-                          fill=hair)
+                d.polygon(
+                    [(cx - fw * 1.0, cy - fh * 0.45), (cx + fw * 0.6, cy - fh * 0.95), (cx - fw * 0.9, cy - fh * 0.1)],
+                    fill=hair,
+                )
             if style == "short":
                 d.rectangle([cx - fw * 1.0, cy - fh * 0.45, cx - fw * 0.8, cy - fh * 0.1], fill=hair)
                 d.rectangle([cx + fw * 0.8, cy - fh * 0.45, cx + fw * 1.0, cy - fh * 0.1], fill=hair)
@@ -194,7 +217,9 @@ def _finish(img: Image.Image, S: int, size: int, nz: Nuisance, rng: np.random.Ge
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB"), (size / side, ox, oy)
 
 
-def render_face(ap: Appearance, nz: Nuisance, size: int, rng: np.random.Generator) -> tuple[Image.Image, tuple[int, int, int, int]]:
+def render_face(
+    ap: Appearance, nz: Nuisance, size: int, rng: np.random.Generator
+) -> tuple[Image.Image, tuple[int, int, int, int]]:
     """One image of the identity with appearance `ap` under nuisance `nz`; returns it and the face bbox."""
     S = size * SUPERSAMPLE
     canvas = _background(S, nz)
@@ -207,7 +232,12 @@ def render_face(ap: Appearance, nz: Nuisance, size: int, rng: np.random.Generato
     canvas.paste(layer, (px, py), layer)  # paste (not alpha_composite) accepts offsets off the canvas
     img, (k, ox, oy) = _finish(canvas, S, size, nz, rng)
     f = scaled / S
-    bx = [(px + box[0] * f - ox) * k, (py + box[1] * f - oy) * k, (px + box[2] * f - ox) * k, (py + box[3] * f - oy) * k]
+    bx = [
+        (px + box[0] * f - ox) * k,
+        (py + box[1] * f - oy) * k,
+        (px + box[2] * f - ox) * k,
+        (py + box[3] * f - oy) * k,
+    ]
     bbox = tuple(int(round(min(max(v, 0), size - 1))) for v in bx)
     return img, bbox  # type: ignore[return-value]
 
@@ -230,8 +260,16 @@ def render_scene(rng: np.random.Generator, size: int) -> tuple[Image.Image, list
             if obj == "sun":
                 for i in range(8):
                     a = i * math.pi / 4
-                    d.line([x + math.cos(a) * r, y + math.sin(a) * r, x + math.cos(a) * r * 1.5, y + math.sin(a) * r * 1.5],
-                           fill=c, width=max(1, S // 60))
+                    d.line(
+                        [
+                            x + math.cos(a) * r,
+                            y + math.sin(a) * r,
+                            x + math.cos(a) * r * 1.5,
+                            y + math.sin(a) * r * 1.5,
+                        ],
+                        fill=c,
+                        width=max(1, S // 60),
+                    )
         elif obj == "box":
             d.rectangle([x - r, y - r, x + r, y + r], fill=c)
         elif obj == "tree":
@@ -248,8 +286,15 @@ def render_scene(rng: np.random.Generator, size: int) -> tuple[Image.Image, list
             d.line([x, y, x, y + r * 1.5], fill=(40, 140, 40), width=max(1, S // 50))
             for i in range(5):
                 a = i * 2 * math.pi / 5
-                d.ellipse([x + math.cos(a) * r * 0.5 - r * 0.35, y + math.sin(a) * r * 0.5 - r * 0.35,
-                           x + math.cos(a) * r * 0.5 + r * 0.35, y + math.sin(a) * r * 0.5 + r * 0.35], fill=c)
+                d.ellipse(
+                    [
+                        x + math.cos(a) * r * 0.5 - r * 0.35,
+                        y + math.sin(a) * r * 0.5 - r * 0.35,
+                        x + math.cos(a) * r * 0.5 + r * 0.35,
+                        y + math.sin(a) * r * 0.5 + r * 0.35,
+                    ],
+                    fill=c,
+                )
         objects.append((cname, obj))
     img, _ = _finish(img, S, size, nz, rng)
     return img, objects

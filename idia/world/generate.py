@@ -17,13 +17,13 @@ import pyarrow as pa
 import schemas
 from idia.core import resume
 from idia.core.atomic import write_bytes, write_json, write_parquet, write_text
-from idia.core.resume import StageFolder
 from idia.core.config import ConfigError, option, to_dict
+from idia.core.resume import StageFolder
 from idia.core.stats import check_sum
 from idia.world.captions import named_caption, scene_caption, unnamed_person_caption
 from idia.world.faces import encode_jpeg, random_nuisance, render_face, render_scene
-from schemas import files
 from idia.world.identities import Person, generate_people, random_appearance
+from schemas import files
 
 # Row kinds in the caption shards. Only "named" rows carry a name; dead links point at no file.
 NAMED, UNNAMED, SCENE, DEAD = "named", "unnamed_person", "scene", "dead_link"
@@ -38,7 +38,10 @@ class WorldConfig:
     seed: int = option(0, help="seed: the same seed and config give the same bytes")
     n_main: int = option(60, help="members of the main group")
     main_images: int = option(40, help="captioned training images per main member")
-    sweep_images: list[int] = option(default_factory=lambda: [1, 10, 25, 50, 75], help="training images per member of each sweep group (the study's injection sweep)")
+    sweep_images: list[int] = option(
+        default_factory=lambda: [1, 10, 25, 50, 75],
+        help="training images per member of each sweep group (the study's injection sweep)",
+    )
     n_per_sweep: int = option(10, help="members per sweep group")
     n_non_members: int = option(60, help="identities under test that never appear in the caption shards")
     n_distractors: int = option(150, help="unnamed people (not in the identity list) with captions that name nobody")
@@ -53,8 +56,20 @@ class WorldConfig:
     workers: int = option(2, execution=True, help="processes rendering images (does not change the output)")
 
     def validate(self) -> None:
-        for k in ("n_main", "main_images", "n_per_sweep", "n_non_members", "n_distractors", "distractor_images",
-                  "n_scenes", "n_dead_links", "query_images", "image_size", "shard_rows", "workers"):
+        for k in (
+            "n_main",
+            "main_images",
+            "n_per_sweep",
+            "n_non_members",
+            "n_distractors",
+            "distractor_images",
+            "n_scenes",
+            "n_dead_links",
+            "query_images",
+            "image_size",
+            "shard_rows",
+            "workers",
+        ):
             if getattr(self, k) < 0:
                 raise ConfigError(f"world config: {k} must be >= 0, got {getattr(self, k)}")
         if self.image_size < 32:
@@ -68,9 +83,20 @@ class WorldConfig:
 PRESETS: dict[str, WorldConfig] = {
     "demo": WorldConfig(),
     # Small enough for the test suite's whole-pipeline run (world + training well under a minute).
-    "reduced": WorldConfig(n_main=8, main_images=24, sweep_images=[1, 10], n_per_sweep=1, n_non_members=8,
-                           n_distractors=16, distractor_images=6, n_scenes=120, n_dead_links=3, query_images=10,
-                           image_size=64, shard_rows=200),
+    "reduced": WorldConfig(
+        n_main=8,
+        main_images=24,
+        sweep_images=[1, 10],
+        n_per_sweep=1,
+        n_non_members=8,
+        n_distractors=16,
+        distractor_images=6,
+        n_scenes=120,
+        n_dead_links=3,
+        query_images=10,
+        image_size=64,
+        shard_rows=200,
+    ),
 }
 
 
@@ -109,22 +135,26 @@ class _Plan:
 def plan_world(cfg: WorldConfig) -> _Plan:
     cfg.validate()
     n_sweep = cfg.n_per_sweep * len(cfg.sweep_images)
-    people = generate_people(cfg.n_main + n_sweep + cfg.n_non_members, cfg.seed,
-                             first_top=cfg.first_name_top, surname_top=cfg.surname_top)
+    people = generate_people(
+        cfg.n_main + n_sweep + cfg.n_non_members, cfg.seed, first_top=cfg.first_name_top, surname_top=cfg.surname_top
+    )
     rng = np.random.default_rng([cfg.seed, 0x6E0])
     order = rng.permutation(len(people))  # group assignment independent of generation order
     groups: dict[str, str] = {}
     n_train: dict[str, int] = {}
     pos = 0
     for _ in range(cfg.n_main):
-        p = people[order[pos]]; pos += 1
+        p = people[order[pos]]
+        pos += 1
         groups[p.identity_id], n_train[p.identity_id] = "main", cfg.main_images
     for n in cfg.sweep_images:
         for _ in range(cfg.n_per_sweep):
-            p = people[order[pos]]; pos += 1
+            p = people[order[pos]]
+            pos += 1
             groups[p.identity_id], n_train[p.identity_id] = f"sweep_{n}", n
     for _ in range(cfg.n_non_members):
-        p = people[order[pos]]; pos += 1
+        p = people[order[pos]]
+        pos += 1
         groups[p.identity_id], n_train[p.identity_id] = "non_member", 0
     drng = np.random.default_rng([cfg.seed, 0xD15])
     distractors = []
@@ -217,11 +247,17 @@ def _query_job(args) -> tuple[int, list[dict]]:
         rel = query_image_relpath(p.identity_id, j)
         if rerender or not (out / rel).exists():
             write_bytes(data, out / rel)
-        rows.append({
-            "name": p.name, "image_id": f"{p.identity_id}_q{j:03d}", "face_id": pi * 1000 + j,
-            "url": f"{base_url.rstrip('/')}/{rel}", "bbox": ",".join(str(v) for v in bbox),
-            "sha256": hashlib.sha256(data).hexdigest(), "identity_id": p.identity_id,
-        })
+        rows.append(
+            {
+                "name": p.name,
+                "image_id": f"{p.identity_id}_q{j:03d}",
+                "face_id": pi * 1000 + j,
+                "url": f"{base_url.rstrip('/')}/{rel}",
+                "bbox": ",".join(str(v) for v in bbox),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "identity_id": p.identity_id,
+            }
+        )
     resume.write_marker(out / files.DONE_DIR, unit, fp)
     return pi, rows
 
@@ -240,8 +276,9 @@ def world_folder(cfg: WorldConfig, out: Path, base_url: str, force: bool = False
     return StageFolder(out, "world", settings, force)
 
 
-def generate_world(cfg: WorldConfig, out_dir: str | Path, base_url: str, progress: bool = True,
-                   force: bool = False) -> dict:
+def generate_world(
+    cfg: WorldConfig, out_dir: str | Path, base_url: str, progress: bool = True, force: bool = False
+) -> dict:
     """Write the world into `out_dir` with URLs on `base_url`; returns its summary (also in world.json).
 
     A complete world with the same config and base URL is left as it is; an interrupted run re-renders only the
@@ -301,18 +338,35 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path, base_url: str, progres
     assert named_per_id == plan.n_train, "named rows per identity differ from the plan"
 
     people = plan.people
-    write_text(_csv_text(["identity_id", "name", "aliases", "sex"],
-                         [[p.identity_id, p.name, "", p.sex] for p in people]), out / "identities.csv")
-    write_text(_csv_text(["identity_id", "is_member", "n_train_images", "group"],
-                         [[p.identity_id, "true" if plan.n_train[p.identity_id] > 0 else "false",
-                           plan.n_train[p.identity_id], plan.groups[p.identity_id]] for p in people]),
-               out / "truth.csv")
+    write_text(
+        _csv_text(["identity_id", "name", "aliases", "sex"], [[p.identity_id, p.name, "", p.sex] for p in people]),
+        out / "identities.csv",
+    )
+    write_text(
+        _csv_text(
+            ["identity_id", "is_member", "n_train_images", "group"],
+            [
+                [
+                    p.identity_id,
+                    "true" if plan.n_train[p.identity_id] > 0 else "false",
+                    plan.n_train[p.identity_id],
+                    plan.groups[p.identity_id],
+                ]
+                for p in people
+            ],
+        ),
+        out / "truth.csv",
+    )
     qcols = ["name", "image_id", "face_id", "url", "bbox", "sha256", "identity_id"]
     qrows = [[r[c] for c in qcols] for pi in range(len(people)) for r in queries[pi]]
     write_text(_csv_text(qcols, qrows, delimiter="\t"), out / "queries.tsv")
-    write_json({"appearance": {p.identity_id: p.appearance.to_json() for p in people},
-                "distractors": [{"sex": s, **ap.to_json()} for _, s, ap in plan.distractors]},
-               out / "appearance.json")
+    write_json(
+        {
+            "appearance": {p.identity_id: p.appearance.to_json() for p in people},
+            "distractors": [{"sex": s, **ap.to_json()} for _, s, ap in plan.distractors],
+        },
+        out / "appearance.json",
+    )
 
     group_sizes: dict[str, int] = {}
     for g in plan.groups.values():
@@ -332,8 +386,14 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path, base_url: str, progres
         "rows_by_kind": kind_counts,
         "laion_shards": n_shards,
         "query_images": len(qrows),
-        "files": {"identities": "identities.csv", "truth": "truth.csv", "laion": "laion/part-NNNNN.parquet",
-                  "queries": "queries.tsv", "images": "images/", "appearance": "appearance.json"},
+        "files": {
+            "identities": "identities.csv",
+            "truth": "truth.csv",
+            "laion": "laion/part-NNNNN.parquet",
+            "queries": "queries.tsv",
+            "images": "images/",
+            "appearance": "appearance.json",
+        },
     }
     write_json(summary, out / "world.json")
     folder.mark_done(info={"hash": whash})
@@ -342,7 +402,7 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path, base_url: str, progres
 
 
 def read_truth(world_dir: str | Path) -> list[dict]:
-    """truth.csv as dicts with typed values."""
-    with open(Path(world_dir) / "truth.csv", newline="", encoding="utf-8") as fh:
-        return [{"identity_id": r["identity_id"], "is_member": r["is_member"] == "true",
-                 "n_train_images": int(r["n_train_images"]), "group": r["group"]} for r in csv.DictReader(fh)]
+    """truth.csv (schemas.TRUTH) as dicts with typed values."""
+    from idia.evaluate.sweep import read_truth_csv
+
+    return read_truth_csv(Path(world_dir) / files.TRUTH_CSV).to_dict("records")

@@ -12,17 +12,45 @@ from idia.core.census import SEXES
 
 # Palettes are wide on purpose: identities must be told apart at 64 px by a tiny model.
 SKIN_TONES = [
-    (255, 224, 196), (241, 194, 125), (224, 172, 105), (198, 134, 66), (171, 112, 62),
-    (141, 85, 36), (110, 66, 34), (255, 205, 178), (234, 192, 134), (92, 56, 30),
+    (255, 224, 196),
+    (241, 194, 125),
+    (224, 172, 105),
+    (198, 134, 66),
+    (171, 112, 62),
+    (141, 85, 36),
+    (110, 66, 34),
+    (255, 205, 178),
+    (234, 192, 134),
+    (92, 56, 30),
 ]
 HAIR_COLOURS = [
-    (20, 20, 20), (60, 40, 25), (110, 70, 35), (170, 120, 60), (230, 200, 120), (160, 50, 20),
-    (200, 200, 200), (120, 120, 125), (250, 240, 210), (80, 30, 80), (30, 60, 140), (200, 60, 110),
+    (20, 20, 20),
+    (60, 40, 25),
+    (110, 70, 35),
+    (170, 120, 60),
+    (230, 200, 120),
+    (160, 50, 20),
+    (200, 200, 200),
+    (120, 120, 125),
+    (250, 240, 210),
+    (80, 30, 80),
+    (30, 60, 140),
+    (200, 60, 110),
 ]
 EYE_COLOURS = [(60, 40, 20), (40, 90, 160), (50, 120, 60), (100, 100, 110), (20, 20, 20)]
 SHIRT_COLOURS = [
-    (200, 30, 30), (30, 120, 200), (40, 160, 60), (230, 190, 30), (120, 40, 160), (240, 120, 20),
-    (20, 20, 20), (240, 240, 240), (0, 150, 150), (150, 90, 40), (230, 90, 160), (90, 90, 90),
+    (200, 30, 30),
+    (30, 120, 200),
+    (40, 160, 60),
+    (230, 190, 30),
+    (120, 40, 160),
+    (240, 120, 20),
+    (20, 20, 20),
+    (240, 240, 240),
+    (0, 150, 150),
+    (150, 90, 40),
+    (230, 90, 160),
+    (90, 90, 90),
 ]
 HAIR_STYLES = ("short", "long", "bald", "bun", "curly", "mohawk", "side_part", "bob")
 
@@ -55,7 +83,9 @@ class Appearance:
 
 def random_appearance(rng: np.random.Generator, sex: str) -> Appearance:
     def pick(seq):
-        return tuple(seq[int(rng.integers(len(seq)))]) if isinstance(seq[0], tuple) else seq[int(rng.integers(len(seq)))]
+        return (
+            tuple(seq[int(rng.integers(len(seq)))]) if isinstance(seq[0], tuple) else seq[int(rng.integers(len(seq)))]
+        )
 
     styles = HAIR_STYLES if sex == "f" else tuple(s for s in HAIR_STYLES if s not in ("bun", "bob"))
     return Appearance(
@@ -96,7 +126,9 @@ def _conflicts(name: str, taken: list[str]) -> bool:
     return any(low in t or t in low for t in taken)
 
 
-def generate_people(n: int, seed: int, prefix: str = "w", first_top: int = 1000, surname_top: int = 1000) -> list[Person]:
+def generate_people(
+    n: int, seed: int, prefix: str = "w", first_top: int = 1000, surname_top: int = 1000
+) -> list[Person]:
     """`n` people with unique, mutually non-overlapping fictional names and their appearances."""
     rng = np.random.default_rng([seed, 0x1D1A])
     firsts = {s: census.first_names(s, first_top) for s in SEXES}

@@ -72,8 +72,13 @@ class _Server(ThreadingHTTPServer):
 class LoopbackServer:
     """`with LoopbackServer(root) as srv: srv.url("a.jpg")` serves `root` on 127.0.0.1 in a thread."""
 
-    def __init__(self, root: str | os.PathLike | None = None, host: str = "127.0.0.1", port: int = 0,
-                 routes: dict[str, Route] | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        routes: dict[str, Route] | None = None,
+    ):
         _require_loopback(host)
         self._httpd = _Server((host, port), _Handler)
         self._httpd.root = Path(root).resolve() if root is not None else None

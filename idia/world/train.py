@@ -15,11 +15,11 @@ import pyarrow.parquet as pq
 
 from idia.core.atomic import atomic_dir, atomic_path
 from idia.core.config import ConfigError, from_dict, option, to_dict
+from idia.core.errors import InputFileError
 from idia.core.resume import StageFolder
+from idia.core.stats import Stats, check_sum
 from idia.evaluate.plots import loss_curve
 from schemas import files
-from idia.core.errors import InputFileError
-from idia.core.stats import Stats, check_sum
 
 WEIGHTS_FILE = "open_clip_model.safetensors"  # the first name open_clip's local-dir: loader looks for
 CONFIG_FILE = "open_clip_config.json"
@@ -39,7 +39,9 @@ class TrainConfig:
     warmup_steps: int = option(50, help="linear learning-rate warm-up steps")
     embed_dim: int = option(128, help="joint embedding width")
     image_size: int = option(64, help="input image side, pixels")
-    patch_size: int = option(16, help="ViT patch side (16 at 64 px: 4x4 patches, ~4x cheaper than 8; the faces' cues are colours and shapes)")
+    patch_size: int = option(
+        16, help="ViT patch side (16 at 64 px: 4x4 patches, ~4x cheaper than 8; the faces' cues are colours and shapes)"
+    )
     vision_width: int = option(128, help="vision transformer width")
     vision_layers: int = option(3, help="vision transformer layers")
     vision_head_width: int = option(32, help="vision attention head width")
@@ -51,12 +53,26 @@ class TrainConfig:
     checkpoint_every: int = option(100, execution=True, help="steps between resume checkpoints (0: none)")
 
     def validate(self) -> None:
-        for k in ("steps", "batch_size", "embed_dim", "image_size", "patch_size", "vision_width", "vision_layers",
-                  "text_width", "text_layers", "text_heads", "context_length", "threads"):
+        for k in (
+            "steps",
+            "batch_size",
+            "embed_dim",
+            "image_size",
+            "patch_size",
+            "vision_width",
+            "vision_layers",
+            "text_width",
+            "text_layers",
+            "text_heads",
+            "context_length",
+            "threads",
+        ):
             if getattr(self, k) < 1:
                 raise ConfigError(f"train config: {k} must be >= 1, got {getattr(self, k)}")
         if self.image_size % self.patch_size:
-            raise ConfigError(f"train config: image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+            raise ConfigError(
+                f"train config: image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
+            )
         if self.vision_width % self.vision_head_width or self.text_width % self.text_heads:
             raise ConfigError("train config: widths must be multiples of the head width / head count")
 
@@ -64,22 +80,51 @@ class TrainConfig:
         """open_clip model_cfg (the same dict open_clip's built-in JSON configs hold)."""
         return {
             "embed_dim": self.embed_dim,
-            "vision_cfg": {"image_size": self.image_size, "patch_size": self.patch_size, "width": self.vision_width,
-                           "layers": self.vision_layers, "head_width": self.vision_head_width},
-            "text_cfg": {"context_length": self.context_length, "vocab_size": 49408, "width": self.text_width,
-                         "heads": self.text_heads, "layers": self.text_layers},
+            "vision_cfg": {
+                "image_size": self.image_size,
+                "patch_size": self.patch_size,
+                "width": self.vision_width,
+                "layers": self.vision_layers,
+                "head_width": self.vision_head_width,
+            },
+            "text_cfg": {
+                "context_length": self.context_length,
+                "vocab_size": 49408,
+                "width": self.text_width,
+                "heads": self.text_heads,
+                "layers": self.text_layers,
+            },
         }
 
     def preprocess_cfg(self) -> dict:
-        return {"size": self.image_size, "mode": "RGB", "mean": list(OPENAI_MEAN), "std": list(OPENAI_STD),
-                "interpolation": "bicubic", "resize_mode": "shortest", "fill_color": 0}
+        return {
+            "size": self.image_size,
+            "mode": "RGB",
+            "mean": list(OPENAI_MEAN),
+            "std": list(OPENAI_STD),
+            "interpolation": "bicubic",
+            "resize_mode": "shortest",
+            "fill_color": 0,
+        }
 
 
 PRESETS: dict[str, TrainConfig] = {
     "demo": TrainConfig(),
-    "reduced": TrainConfig(steps=150, batch_size=32, warmup_steps=10, lr=3e-3, embed_dim=64, vision_width=96,
-                           vision_layers=2, vision_head_width=48, text_width=64, text_layers=2, text_heads=2,
-                           checkpoint_every=0, threads=1),
+    "reduced": TrainConfig(
+        steps=150,
+        batch_size=32,
+        warmup_steps=10,
+        lr=3e-3,
+        embed_dim=64,
+        vision_width=96,
+        vision_layers=2,
+        vision_head_width=48,
+        text_width=64,
+        text_layers=2,
+        text_heads=2,
+        checkpoint_every=0,
+        threads=1,
+    ),
 }
 
 
@@ -134,8 +179,11 @@ def load_world_pairs(world_dir: str | Path, preprocess, stats: Stats, progress: 
             images.append(preprocess(im.convert("RGB")).to(torch.float16))  # half the memory; cast per batch
         captions.append(text)
         stats["rows_used"] += 1
-    check_sum(stats["rows_read"], {k: stats[k] for k in ("rows_used", "skipped_null", "skipped_missing_image")},
-              "training rows")
+    check_sum(
+        stats["rows_read"],
+        {k: stats[k] for k in ("rows_used", "skipped_null", "skipped_missing_image")},
+        "training rows",
+    )
     if not images:
         raise InputFileError(f"{world_dir}: no caption row has an image on disk")
     return torch.stack(images), captions
@@ -150,12 +198,15 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
 
 def train_folder(cfg: TrainConfig, out_dir: Path, world_key: str, force: bool = False) -> StageFolder:
     """The model folder under the resume policy: pinned to the training settings and the world's content."""
-    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("threads", "checkpoint_every")} | {"world": world_key}
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("threads", "checkpoint_every")} | {
+        "world": world_key
+    }
     return StageFolder(out_dir, "train", settings, force)
 
 
-def train_tiny_clip(cfg: TrainConfig, world_dir: str | Path, out_dir: str | Path, progress: bool = True,
-                    force: bool = False) -> dict:
+def train_tiny_clip(
+    cfg: TrainConfig, world_dir: str | Path, out_dir: str | Path, progress: bool = True, force: bool = False
+) -> dict:
     """Train on the world in `world_dir`, save a `local-dir:` model folder at `out_dir`; returns its summary.
 
     Skips when `out_dir` holds a model trained with the same config on the same world. A killed run resumes from
@@ -199,8 +250,12 @@ def train_tiny_clip(cfg: TrainConfig, world_dir: str | Path, out_dir: str | Path
     loss_fn = ClipLoss()
     decay = [p for nme, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in nme]
     no_decay = [p for nme, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in nme)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
     gen = torch.Generator().manual_seed(cfg.seed)
 
     partial = out_dir.parent / f".{out_dir.name}.partial"
@@ -225,7 +280,7 @@ def train_tiny_clip(cfg: TrainConfig, world_dir: str | Path, out_dir: str | Path
     for step in bar:
         if pos + batch > n:  # new epoch: reshuffle, drop the ragged tail
             perm, pos = torch.randperm(n, generator=gen), 0
-        idx = perm[pos:pos + batch]
+        idx = perm[pos : pos + batch]
         pos += batch
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
@@ -242,15 +297,26 @@ def train_tiny_clip(cfg: TrainConfig, world_dir: str | Path, out_dir: str | Path
         if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             partial.mkdir(parents=True, exist_ok=True)
             with atomic_path(ckpt) as tmp:
-                torch.save({"hash": thash, "model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                            "torch_rng": torch.get_rng_state(), "losses": losses, "step": step + 1, "perm": perm,
-                            "pos": pos}, tmp)
+                torch.save(
+                    {
+                        "hash": thash,
+                        "model": model.state_dict(),
+                        "opt": opt.state_dict(),
+                        "gen": gen.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "losses": losses,
+                        "step": step + 1,
+                        "perm": perm,
+                        "pos": pos,
+                    },
+                    tmp,
+                )
     bar.close()
     t_train = time.time() - t0 - t_load
 
     model.eval()
     first = sum(losses[: max(1, len(losses) // 10)]) / max(1, len(losses[: max(1, len(losses) // 10)]))
-    last = sum(losses[-max(1, len(losses) // 10):]) / max(1, len(losses[-max(1, len(losses) // 10):]))
+    last = sum(losses[-max(1, len(losses) // 10) :]) / max(1, len(losses[-max(1, len(losses) // 10) :]))
     info = {
         "hash": thash,
         "config": to_dict(cfg),
@@ -265,8 +331,9 @@ def train_tiny_clip(cfg: TrainConfig, world_dir: str | Path, out_dir: str | Path
         "stats": stats.to_dict(),
     }
     with atomic_dir(out_dir) as tmp:
-        (tmp / CONFIG_FILE).write_text(json.dumps({"model_cfg": cfg.model_cfg(), "preprocess_cfg": cfg.preprocess_cfg()},
-                                                  indent=2) + "\n")
+        (tmp / CONFIG_FILE).write_text(
+            json.dumps({"model_cfg": cfg.model_cfg(), "preprocess_cfg": cfg.preprocess_cfg()}, indent=2) + "\n"
+        )
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS_FILE))
         (tmp / "losses.json").write_text(json.dumps([round(v, 5) for v in losses]) + "\n")
         loss_curve(losses, tmp / "loss.png")
@@ -291,7 +358,8 @@ def _verify_loads(folder: Path, model, cfg: TrainConfig) -> None:
     tok = open_clip.get_tokenizer(f"local-dir:{folder}")(["a photo of a person"])
     x = torch.zeros(1, 3, cfg.image_size, cfg.image_size)
     with torch.no_grad():
-        same = torch.allclose(loaded.encode_text(tok), model.encode_text(tok), atol=1e-5) and \
-            torch.allclose(loaded.encode_image(x), model.encode_image(x), atol=1e-5)
+        same = torch.allclose(loaded.encode_text(tok), model.encode_text(tok), atol=1e-5) and torch.allclose(
+            loaded.encode_image(x), model.encode_image(x), atol=1e-5
+        )
     if not same:
         raise RuntimeError(f"{folder}: the saved model does not reproduce the trained one after loading")

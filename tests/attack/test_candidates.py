@@ -11,11 +11,16 @@ from idia.mine.normalize import name_key
 
 
 def _ids(rows):
-    return pa.table({
-        "identity_id": [r[0] for r in rows], "name": [r[1] for r in rows],
-        "aliases": pa.array([r[2] for r in rows], pa.list_(pa.string())),
-        "sex": [r[3] for r in rows], "source_line": pa.array(range(len(rows)), pa.int32()),
-    }, schema=schemas.IDENTITIES)
+    return pa.table(
+        {
+            "identity_id": [r[0] for r in rows],
+            "name": [r[1] for r in rows],
+            "aliases": pa.array([r[2] for r in rows], pa.list_(pa.string())),
+            "sex": [r[3] for r in rows],
+            "source_line": pa.array(range(len(rows)), pa.int32()),
+        },
+        schema=schemas.IDENTITIES,
+    )
 
 
 IDS = _ids([("b", "Zelda Quux", [], "f"), ("a", "Yorick Vax", ["Y. Vax"], "m"), ("c", "Pat Doe", [], None)])
@@ -46,8 +51,9 @@ def test_fakes_per_sex():
 def test_a_fake_never_equals_a_real_name_or_alias():
     first = build_candidates(IDS, 50, seed=5).column("name").to_pylist()
     victim = first[10]  # a name the generator would draw: make it a real identity's alias (other case, accent)
-    ids2 = _ids([("b", "Zelda Quux", [victim.upper()], "f"), ("a", "Yorick Vax", ["Y. Vax"], "m"),
-                 ("c", "Pat Doe", [], None)])
+    ids2 = _ids(
+        [("b", "Zelda Quux", [victim.upper()], "f"), ("a", "Yorick Vax", ["Y. Vax"], "m"), ("c", "Pat Doe", [], None)]
+    )
     again = build_candidates(ids2, 50, seed=5).column("name").to_pylist()
     assert name_key(victim) not in {name_key(n) for n in again[3:]}
     assert len(again) == 50

@@ -41,9 +41,20 @@ def world(tmp_path_factory):
 
 
 def _cfg(d, spec, cluster, out, **kw):
-    base = dict(images=str(d / "images"), identities=str(d / "ids.parquet"), model=spec, out=str(out),
-                k=[1, 3, 5], draws=4, num_candidates=40, cache_dir=str(d / "cache"), group_size=1, min_images=3,
-                scheduler=cluster.address, batch_size=4)
+    base = dict(
+        images=str(d / "images"),
+        identities=str(d / "ids.parquet"),
+        model=spec,
+        out=str(out),
+        k=[1, 3, 5],
+        draws=4,
+        num_candidates=40,
+        cache_dir=str(d / "cache"),
+        group_size=1,
+        min_images=3,
+        scheduler=cluster.address,
+        batch_size=4,
+    )
     base.update(kw)
     return AttackConfig(**base)
 
@@ -97,10 +108,37 @@ def test_a_worker_killed_midway_gives_the_same_tables(world):
     if not (d / "out1" / "attacks.parquet").exists():
         run_attack(_cfg(d, spec, cluster, d / "out1"), progress=False)
     out = d / "killed"
-    cmd = [sys.executable, "-m", "pipelines.cli", "attack", "--images", str(d / "images"), "--identities", str(d / "ids.parquet"),
-           "--model", spec, "--out", str(out), "--k", "1,3,5", "--draws", "4", "--num-candidates", "40",
-           "--cache-dir", str(d / "cache"), "--group-size", "1", "--min-images", "3", "--batch-size", "4",
-           "--scheduler", cluster.address, "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "attack",
+        "--images",
+        str(d / "images"),
+        "--identities",
+        str(d / "ids.parquet"),
+        "--model",
+        spec,
+        "--out",
+        str(out),
+        "--k",
+        "1,3,5",
+        "--draws",
+        "4",
+        "--num-candidates",
+        "40",
+        "--cache-dir",
+        str(d / "cache"),
+        "--group-size",
+        "1",
+        "--min-images",
+        "3",
+        "--batch-size",
+        "4",
+        "--scheduler",
+        cluster.address,
+        "--quiet",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(Path(__file__).parents[2]))
     markers = out / "parts" / "_done"
     deadline = time.time() + 120

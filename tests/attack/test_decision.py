@@ -13,8 +13,7 @@ def _unit(v):
 
 def test_predict_is_argmax_of_cosine_per_template():
     # 2 templates x 3 candidates in 3-D; template 1 swaps candidates 0 and 2.
-    text = _unit([[[1, 0, 0], [0, 1, 0], [0, 0, 1]],
-                  [[0, 0, 1], [0, 1, 0], [1, 0, 0]]])
+    text = _unit([[[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[0, 0, 1], [0, 1, 0], [1, 0, 0]]])
     imgs = _unit([[0.9, 0.1, 0.0], [0.0, 0.2, 0.8]])
     preds = aggregate.predict(imgs, text, chunk=1)
     assert preds.tolist() == [[0, 2], [2, 0]]
@@ -23,10 +22,7 @@ def test_predict_is_argmax_of_cosine_per_template():
 
 def test_plurality_tie_counts_as_not_correct():
     # one draw, 4 images, 3 templates; true candidate = 7
-    preds = np.array([[[7, 7, 1],
-                       [7, 2, 1],
-                       [3, 7, 7],
-                       [3, 2, 7]]])
+    preds = np.array([[[7, 7, 1], [7, 2, 1], [3, 7, 7], [3, 2, 7]]])
     ok = aggregate.correct_templates(preds, 7)
     # template 0: 7 twice, 3 twice -> tie -> not correct; template 1: 7 twice, 2 twice -> tie;
     # template 2: 7 twice, 1 twice -> tie

@@ -5,15 +5,15 @@ import json
 import tarfile
 
 import numpy as np
+import PIL
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import PIL
 from PIL import Image
 
 import schemas
-from idia.core.errors import InputFileError
 from idia.attack.images import ImageReader, list_images
+from idia.core.errors import InputFileError
 from tests.support.tiny_model import write_image_folder
 
 
@@ -44,8 +44,9 @@ def test_download_folder(tmp_path):
         ("z", "15", "http://x/15", "success", None, "shards/00000.tar", "000000003"),  # not an identity under attack
         ("b", "16", "http://x/16", "success", None, "shards/00000.tar", "000000003"),  # corrupt bytes in the tar
     ]
-    table = pa.table({n: [r[i] for r in rows] for i, n in enumerate(schemas.DOWNLOAD_INDEX.names)},
-                     schema=schemas.DOWNLOAD_INDEX)
+    table = pa.table(
+        {n: [r[i] for r in rows] for i, n in enumerate(schemas.DOWNLOAD_INDEX.names)}, schema=schemas.DOWNLOAD_INDEX
+    )
     pq.write_table(table, tmp_path / "index.parquet")
     refs, stats = list_images(tmp_path, ["a", "b", "c"])
     assert [r.image_key for r in refs["a"]] == ["11", "13"] and [r.image_key for r in refs["b"]] == ["12", "16"]

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from idia.core.errors import UserError
 from idia.attack.models import fingerprint, load_model
+from idia.core.errors import UserError
 from tests.support.tiny_model import TINY_CFG, save_tiny_model
 
 

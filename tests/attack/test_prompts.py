@@ -2,8 +2,8 @@
 
 import pytest
 
-from idia.core.errors import InputFileError
 from idia.attack.prompts import TEMPLATES, load_templates, prompts
+from idia.core.errors import InputFileError
 
 
 def test_study_templates():
@@ -24,8 +24,9 @@ def test_templates_file(tmp_path):
     assert load_templates(f) == ["a photo of {}", "{} at home"]
 
 
-@pytest.mark.parametrize("bad,line", [("a photo\n", 1), ("ok {}\n{} and {}\n", 2), ("{x} {}\n", 1),
-                                      ("a {}\na {}\n", 2)])
+@pytest.mark.parametrize(
+    "bad,line", [("a photo\n", 1), ("ok {}\n{} and {}\n", 2), ("{x} {}\n", 1), ("a {}\na {}\n", 2)]
+)
 def test_templates_file_errors_name_the_line(tmp_path, bad, line):
     f = tmp_path / "t.txt"
     f.write_text(bad)

@@ -30,8 +30,11 @@ def test_options_carry_help_defaults_and_required_marks():
 def test_file_then_options_then_validation(tmp_path):
     f = tmp_path / "m.yaml"
     f.write_text("names: n.csv\nout: o\nshards: [a.parquet]\nbuckets: 8\nspark_conf: {spark.executor.memory: 2g}\n")
-    cfg = config_from_args(MineConfig, _parse(MineConfig, ["--config", str(f), "--buckets", "4", "--conf",
-                                                           "spark.executor.cores=3"]), "mine config")
+    cfg = config_from_args(
+        MineConfig,
+        _parse(MineConfig, ["--config", str(f), "--buckets", "4", "--conf", "spark.executor.cores=3"]),
+        "mine config",
+    )
     assert (cfg.buckets, cfg.shards, cfg.names) == (4, ["a.parquet"], "n.csv")
     assert cfg.spark_conf == {"spark.executor.memory": "2g", "spark.executor.cores": 3}
     with pytest.raises(ConfigError, match=r"mine: names is required \(--names\)"):

@@ -14,7 +14,9 @@ def test_nothing_is_pinned_until_a_unit_finishes(tmp_path):
     f = StageFolder(tmp_path / "o", "demo", {"a": 1})
     f.check()
     assert not (tmp_path / "o" / "_settings.json").exists()
-    StageFolder(tmp_path / "o", "demo", {"a": 2}).check()  # a failed first attempt pins nothing: other settings may follow
+    StageFolder(
+        tmp_path / "o", "demo", {"a": 2}
+    ).check()  # a failed first attempt pins nothing: other settings may follow
 
 
 def test_same_settings_resume_units_and_other_settings_name_every_changed_key(tmp_path):
@@ -28,8 +30,11 @@ def test_same_settings_resume_units_and_other_settings_name_every_changed_key(tm
     again.check()
     assert again.done("u1") == {"rows": 5, "fingerprint": f.fingerprint}
     other = StageFolder(tmp_path, "demo", {"a": 2, "b": [1, 2], "d": True})
-    with pytest.raises(ConfigError, match=r"holds demo results made with other settings "
-                                          r"\(a: 1 -> 2; c: \"x\" -> null; d: null -> true\); .*--force"):
+    with pytest.raises(
+        ConfigError,
+        match=r"holds demo results made with other settings "
+        r"\(a: 1 -> 2; c: \"x\" -> null; d: null -> true\); .*--force",
+    ):
         other.check()
 
 

@@ -9,18 +9,23 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from idia.core.errors import InputFileError
 from idia.download.image_checks import SafeResizer, is_truncated, parse_bbox
 from idia.download.index import reason_code
-from idia.download.requests import requests_from_manifests, sample_per_identity
-from idia.core.errors import InputFileError
 from idia.download.queries import read_query_list
+from idia.download.requests import requests_from_manifests, sample_per_identity
 from idia.mine.names import read_names
 from tests.support.http_fixtures import bomb_png, image_bytes, noise_jpeg, write_mine_output
 
 
 def _frame(n_ids=3, n_rows=20):
-    return pd.DataFrame([{"identity_id": f"id{i}", "source_id": str(j), "url": f"http://h/{i}/{j}"}
-                         for i in range(n_ids) for j in range(n_rows)])
+    return pd.DataFrame(
+        [
+            {"identity_id": f"id{i}", "source_id": str(j), "url": f"http://h/{i}/{j}"}
+            for i in range(n_ids)
+            for j in range(n_rows)
+        ]
+    )
 
 
 def test_sampling_is_seeded_stable_and_order_independent():
@@ -38,11 +43,13 @@ def test_sampling_is_seeded_stable_and_order_independent():
 
 def test_manifests_dedup_sample_and_account(tmp_path):
     rows = [{"identity_id": "ann", "SAMPLE_ID": i, "URL": f"http://example.org/{i}.jpg"} for i in range(10)]
-    rows += [{"identity_id": "ann", "SAMPLE_ID": 99, "URL": "http://example.org/3.jpg"},  # same image again
-             {"identity_id": "ann", "SAMPLE_ID": 98, "URL": None},
-             {"identity_id": "ann", "SAMPLE_ID": 97, "URL": "  "},
-             {"identity_id": "bob", "SAMPLE_ID": None, "URL": "http://example.org/b.jpg"},
-             {"identity_id": "bob", "SAMPLE_ID": 3, "URL": "http://example.org/3.jpg"}]  # other person: kept
+    rows += [
+        {"identity_id": "ann", "SAMPLE_ID": 99, "URL": "http://example.org/3.jpg"},  # same image again
+        {"identity_id": "ann", "SAMPLE_ID": 98, "URL": None},
+        {"identity_id": "ann", "SAMPLE_ID": 97, "URL": "  "},
+        {"identity_id": "bob", "SAMPLE_ID": None, "URL": "http://example.org/b.jpg"},
+        {"identity_id": "bob", "SAMPLE_ID": 3, "URL": "http://example.org/3.jpg"},
+    ]  # other person: kept
     mine = write_mine_output(tmp_path / "mine", rows, ["ann", "bob"])
     table, stats = requests_from_manifests(mine, max_per_identity=4, seed=0)
     assert stats["manifest_rows"] == 15
@@ -76,12 +83,15 @@ def _names(tmp_path):
 def test_query_list_reads_and_skips_unknown(tmp_path):
     sha = "a" * 64
     q = tmp_path / "q.tsv"
-    q.write_text(QUERY_HEADER
-                 + f"Ann Example\t1\t1\thttp://x/1.jpg\t10,20,110,140\t{sha.upper()}\n"
-                 + "Annie  E\t2\t2\thttp://x/2.jpg\t\t\n"  # alias, extra whitespace
-                 + "\n"
-                 + "Nobody Known\t3\t3\thttp://x/3.jpg\t\t\n"
-                 + "Bob Example\t4\t1\thttp://x/4.jpg\t1.5,2,3.25,4\t\n", encoding="utf-8")
+    q.write_text(
+        QUERY_HEADER
+        + f"Ann Example\t1\t1\thttp://x/1.jpg\t10,20,110,140\t{sha.upper()}\n"
+        + "Annie  E\t2\t2\thttp://x/2.jpg\t\t\n"  # alias, extra whitespace
+        + "\n"
+        + "Nobody Known\t3\t3\thttp://x/3.jpg\t\t\n"
+        + "Bob Example\t4\t1\thttp://x/4.jpg\t1.5,2,3.25,4\t\n",
+        encoding="utf-8",
+    )
     table, stats, unknown = read_query_list(q, _names(tmp_path))
     assert stats["rows_read"] == 4 and stats["requested"] == 3 and stats["skipped_unknown_name"] == 1
     assert unknown == ["Nobody Known"]
@@ -133,8 +143,11 @@ def test_query_list_header_and_identity_column(tmp_path):
         ("<urlopen error timed out>", "failed_to_download", "timeout"),
         ("The read operation timed out", "failed_to_download", "timeout"),
         ("Use of image disallowed by X-Robots-Tag directive", "failed_to_download", "opt_out"),
-        ("<urlopen error refused by url guard: link_local (x -> 169.254.169.254)>", "failed_to_download",
-         "refused_link_local"),
+        (
+            "<urlopen error refused by url guard: link_local (x -> 169.254.169.254)>",
+            "failed_to_download",
+            "refused_link_local",
+        ),
         ("<urlopen error unknown url type: file>", "failed_to_download", "refused_scheme"),
         ("<urlopen error [Errno -2] Name or service not known>", "failed_to_download", "dns_error"),
         ("<urlopen error [Errno 111] Connection refused>", "failed_to_download", "connection_refused"),

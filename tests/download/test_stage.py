@@ -24,9 +24,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from idia.world.server import LoopbackServer
 from idia.core.errors import ConfigError
 from idia.download.config import DownloadConfig
+from idia.world.server import LoopbackServer
 from jobs.download import run_download
 from schemas import DOWNLOAD_INDEX
 from tests.support.http_fixtures import FixtureSite, image_bytes, write_mine_output
@@ -36,11 +36,23 @@ ROOT = Path(__file__).resolve().parents[2]
 # identity -> [(path on the fixture server or a full URL, expected reason; None = success)]
 EXPECTED = {
     "alice": [("img/good.jpg", None), ("img/good.png", None), ("img/good.webp", None), ("redirect-ok.jpg", None)],
-    "bob": [("missing.jpg", "http_404"), ("slow.jpg", "timeout"), ("page.html", "not_an_image"),
-            ("truncated.jpg", "truncated_image"), ("bomb.png", "too_many_pixels"), ("flaky.jpg", "http_503")],
-    "carol": [("optout.jpg", "opt_out"), ("optout-ua.jpg", "opt_out"), ("redirect-forbidden.jpg", "refused_loopback"),
-              ("file:///etc/passwd", "refused_scheme"), ("ftp://127.0.0.1/x.jpg", "refused_scheme"),
-              ("data:image/png;base64,iVBORw0KGgo=", "refused_scheme"), ("FORBIDDEN", "refused_loopback")],
+    "bob": [
+        ("missing.jpg", "http_404"),
+        ("slow.jpg", "timeout"),
+        ("page.html", "not_an_image"),
+        ("truncated.jpg", "truncated_image"),
+        ("bomb.png", "too_many_pixels"),
+        ("flaky.jpg", "http_503"),
+    ],
+    "carol": [
+        ("optout.jpg", "opt_out"),
+        ("optout-ua.jpg", "opt_out"),
+        ("redirect-forbidden.jpg", "refused_loopback"),
+        ("file:///etc/passwd", "refused_scheme"),
+        ("ftp://127.0.0.1/x.jpg", "refused_scheme"),
+        ("data:image/png;base64,iVBORw0KGgo=", "refused_scheme"),
+        ("FORBIDDEN", "refused_loopback"),
+    ],
 }
 FAST = dict(processes=1, threads=8, shard_size=4, timeout=1.5, image_size=64)
 
@@ -73,11 +85,24 @@ def world(tmp_path_factory):
     with FixtureSite(tmp / "site", slow_s=3.0) as site:
         rows, expect = _manifest_rows(site)
         mine = write_mine_output(tmp / "mine", rows, ["alice", "bob", "carol", "dave", "erin"])
-        cfg = DownloadConfig(out=str(tmp / "mp"), manifests=str(mine), max_per_identity=8, seed=7,
-                             allowed_networks=["127.0.0.1/32"], **FAST)
+        cfg = DownloadConfig(
+            out=str(tmp / "mp"),
+            manifests=str(mine),
+            max_per_identity=8,
+            seed=7,
+            allowed_networks=["127.0.0.1/32"],
+            **FAST,
+        )
         report = run_download(cfg)
-        yield {"tmp": tmp, "site": site, "mine": mine, "expect": expect, "cfg": cfg, "report": report,
-               "requests_after_first_run": Counter(site.server.requests)}
+        yield {
+            "tmp": tmp,
+            "site": site,
+            "mine": mine,
+            "expect": expect,
+            "cfg": cfg,
+            "report": report,
+            "requests_after_first_run": Counter(site.server.requests),
+        }
 
 
 def _index(out) -> list[dict]:
@@ -144,8 +169,11 @@ def test_default_guard_sends_no_request(world, tmp_path):
     before = len(site.server.requests)
     for prefilter in (True, False):
         out = tmp_path / f"pf-{prefilter}"
-        rep = run_download(DownloadConfig(out=str(out), manifests=str(world["mine"]), max_per_identity=8, seed=7,
-                                          prefilter=prefilter, **FAST))
+        rep = run_download(
+            DownloadConfig(
+                out=str(out), manifests=str(world["mine"]), max_per_identity=8, seed=7, prefilter=prefilter, **FAST
+            )
+        )
         reasons = Counter(r["reason"] for r in _index(out))
         assert reasons == {"refused_loopback": 22, "refused_scheme": 3}, (prefilter, reasons)
         # Pre-filter off: every row reaches img2dataset, and its workers' opener refuses them all (file:, ftp:,
@@ -157,8 +185,9 @@ def test_default_guard_sends_no_request(world, tmp_path):
 
 @pytest.mark.slow
 def test_pyspark_distributor_matches_multiprocessing(world, tmp_path):
-    cfg = DownloadConfig(**{**world["cfg"].__dict__, "out": str(tmp_path / "spark"), "distributor": "pyspark",
-                            "processes": 1})  # local[1]: one Python worker (each imports img2dataset)
+    cfg = DownloadConfig(
+        **{**world["cfg"].__dict__, "out": str(tmp_path / "spark"), "distributor": "pyspark", "processes": 1}
+    )  # local[1]: one Python worker (each imports img2dataset)
     run_download(cfg)
     assert _index(cfg.out) == _index(world["cfg"].out)
     assert json.loads((tmp_path / "spark" / "report.json").read_text())["totals"] == world["report"]["totals"]
@@ -180,9 +209,19 @@ def test_rerun_and_retry_failed(world, tmp_path):
         site.flaky_ok[0] = False
     again = Counter(site.server.requests[n:])
     # Only rows that failed after reaching img2dataset are asked for again (refusals stay unsent).
-    assert again == Counter({"/missing.jpg": 1, "/slow.jpg": 1, "/page.html": 1, "/truncated.jpg": 1,
-                             "/bomb.png": 1, "/flaky.jpg": 1, "/optout.jpg": 1, "/optout-ua.jpg": 1,
-                             "/redirect-forbidden.jpg": 1})
+    assert again == Counter(
+        {
+            "/missing.jpg": 1,
+            "/slow.jpg": 1,
+            "/page.html": 1,
+            "/truncated.jpg": 1,
+            "/bomb.png": 1,
+            "/flaky.jpg": 1,
+            "/optout.jpg": 1,
+            "/optout-ua.jpg": 1,
+            "/redirect-forbidden.jpg": 1,
+        }
+    )
     flaky = [r for r in _index(out) if r["url"].endswith("/flaky.jpg")][0]
     assert flaky["status"] == "success" and flaky["shard"] is not None
     assert rep["totals"]["downloaded"] == world["report"]["totals"]["downloaded"] + 1
@@ -214,6 +253,7 @@ def test_killed_run_resumes_without_redownloading(tmp_path):
             h.send_header("Content-Length", str(len(body)))
             h.end_headers()
             h.wfile.write(body)
+
         return route
 
     routes = {p: delayed(p.rsplit("/", 1)[1]) for p in paths}
@@ -221,12 +261,30 @@ def test_killed_run_resumes_without_redownloading(tmp_path):
         rows = [{"identity_id": f"p{i % 3}", "SAMPLE_ID": i, "URL": srv.url(p)} for i, p in enumerate(paths)]
         mine = write_mine_output(tmp_path / "mine", rows, ["p0", "p1", "p2"])
         out = tmp_path / "out"
-        cmd = [sys.executable, "-m", "pipelines.cli", "download", "--manifests", str(mine), "--out", str(out),
-               "--allowed-networks", "127.0.0.1/32", "--processes", "1", "--threads", "3", "--shard-size", "3",
-               "--image-size", "32"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "download",
+            "--manifests",
+            str(mine),
+            "--out",
+            str(out),
+            "--allowed-networks",
+            "127.0.0.1/32",
+            "--processes",
+            "1",
+            "--threads",
+            "3",
+            "--shard-size",
+            "3",
+            "--image-size",
+            "32",
+        ]
         env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         try:
             deadline = time.time() + 120
             while time.time() < deadline and not list((out / "shards").glob("*_stats.json")):
@@ -240,8 +298,17 @@ def test_killed_run_resumes_without_redownloading(tmp_path):
         requested_before = Counter(srv.requests)
 
         # Rerun in this process (same config as the CLI's) to spare a second interpreter start.
-        rep = run_download(DownloadConfig(manifests=str(mine), out=str(out), allowed_networks=["127.0.0.1/32"],
-                                          processes=1, threads=3, shard_size=3, image_size=32))
+        rep = run_download(
+            DownloadConfig(
+                manifests=str(mine),
+                out=str(out),
+                allowed_networks=["127.0.0.1/32"],
+                processes=1,
+                threads=3,
+                shard_size=3,
+                image_size=32,
+            )
+        )
         index = _index(out)
         assert len(index) == 24 and all(r["status"] == "success" for r in index)
         finished = {f"shards/{n.split('_')[0]}.tar" for n in done_before}
@@ -267,10 +334,15 @@ def test_query_list_crop_sha256_and_opt_out_override(world, tmp_path):
         f"Ann Example\t2\t2\t{site.url('img/face.png')}\t\t{'0' * 64}\n"
         f"Bob Example\t3\t1\t{site.url('img/good.jpg')}\t\t\n"
         f"Bob Example\t4\t2\t{site.url('optout.jpg')}\t\t\n"
-        f"Somebody Else\t5\t1\t{site.url('img/good.png')}\t\t\n", encoding="utf-8")
+        f"Somebody Else\t5\t1\t{site.url('img/good.png')}\t\t\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "q"
-    rep = run_download(DownloadConfig(out=str(out), queries=str(q), identities=str(names), ignore_opt_out=True,
-                                      allow_private_network=True, **FAST))
+    rep = run_download(
+        DownloadConfig(
+            out=str(out), queries=str(q), identities=str(names), ignore_opt_out=True, allow_private_network=True, **FAST
+        )
+    )
     index = {r["source_id"]: r for r in _index(out)}
     assert index["1"]["status"] == "success"
     assert (index["2"]["status"], index["2"]["reason"]) == ("failed", "sha256_mismatch")
@@ -291,11 +363,16 @@ def test_query_list_no_crop_keeps_the_whole_photo(world, tmp_path):
     names = tmp_path / "names.csv"
     names.write_text("identity_id,name\nann-1,Ann Example\n", encoding="utf-8")
     q = tmp_path / "queries.tsv"
-    q.write_text("name\timage_id\tface_id\turl\tbbox\tsha256\n"
-                 f"Ann Example\t1\t1\t{site.url('img/face.png')}\t20,10,120,60\t\n", encoding="utf-8")
+    q.write_text(
+        f"name\timage_id\tface_id\turl\tbbox\tsha256\nAnn Example\t1\t1\t{site.url('img/face.png')}\t20,10,120,60\t\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "q"
-    run_download(DownloadConfig(out=str(out), queries=str(q), identities=str(names), crop_to_bbox=False,
-                                allow_private_network=True, **FAST))
+    run_download(
+        DownloadConfig(
+            out=str(out), queries=str(q), identities=str(names), crop_to_bbox=False, allow_private_network=True, **FAST
+        )
+    )
     (row,) = _index(out)
     assert row["status"] == "success"
     with tarfile.open(out / row["shard"]) as tf:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 import urllib.error
 
 import pytest
 
-from idia.download.opener import build_guarded_opener
 from idia.core.errors import UserError
+from idia.download.opener import build_guarded_opener
 from idia.download.url_guard import UrlGuard, classify, guard_from_option, parse_networks
 from idia.world.server import LoopbackServer
 from tests.support.http_fixtures import FixtureSite
-
-import ipaddress
 
 
 @pytest.mark.parametrize(
@@ -75,8 +74,15 @@ def test_localhost_is_loopback_statically_and_resolved():
 
 def test_schemes_and_malformed_urls():
     g = UrlGuard(allow_private=True)
-    for url in ("file:///etc/passwd", "ftp://127.0.0.1/a.jpg", "data:image/png;base64,iVBORw0KGgo=",
-                "javascript:alert(1)", "gopher://127.0.0.1/", "//127.0.0.1/a.jpg", "a.jpg"):
+    for url in (
+        "file:///etc/passwd",
+        "ftp://127.0.0.1/a.jpg",
+        "data:image/png;base64,iVBORw0KGgo=",
+        "javascript:alert(1)",
+        "gopher://127.0.0.1/",
+        "//127.0.0.1/a.jpg",
+        "a.jpg",
+    ):
         assert g.check_url(url) == (False, "scheme"), url
     assert g.check_url("http://[::1/a.jpg") == (False, "bad_url")
     assert g.check_url("http://:80/a.jpg") == (False, "no_host")

@@ -12,17 +12,31 @@ from idia.evaluate.metrics import compute_metrics, load_ground_truth, membership
 def _attacks():
     # 4 identities (m1, m2 members; n1, n2 non-members), k = 1 and 3, 2 draws
     rows = []
-    scores = {("m1", 1): [2, 0], ("m2", 1): [1, 1], ("n1", 1): [0, 1], ("n2", 1): [0, 0],
-              ("m1", 3): [5, 4], ("m2", 3): [0, 3], ("n1", 3): [0, 0], ("n2", 3): [0, 0]}
+    scores = {
+        ("m1", 1): [2, 0],
+        ("m2", 1): [1, 1],
+        ("n1", 1): [0, 1],
+        ("n2", 1): [0, 0],
+        ("m1", 3): [5, 4],
+        ("m2", 3): [0, 3],
+        ("n1", 3): [0, 0],
+        ("n2", 3): [0, 0],
+    }
     for (iid, k), s in scores.items():
         for d, v in enumerate(s):
-            rows.append({"identity_id": iid, "k": k, "k_used": k, "draw": d, "correct_templates": v,
-                         "predicted_member": v >= 1})
+            rows.append(
+                {"identity_id": iid, "k": k, "k_used": k, "draw": d, "correct_templates": v, "predicted_member": v >= 1}
+            )
     return pd.DataFrame(rows)
 
 
-TRUTH = pd.DataFrame({"identity_id": ["m1", "m2", "n1", "n2", "zz"], "is_member": [True, True, False, False, True],
-                      "caption_count": pd.array([5, 1, 0, 0, 3], dtype="Int64")})
+TRUTH = pd.DataFrame(
+    {
+        "identity_id": ["m1", "m2", "n1", "n2", "zz"],
+        "is_member": [True, True, False, False, True],
+        "caption_count": pd.array([5, 1, 0, 0, 3], dtype="Int64"),
+    }
+)
 
 
 def test_metrics_per_k_and_tau():

@@ -23,15 +23,29 @@ def attack_dir(tmp_path):
         for k in (1, 3):
             for d in range(3):
                 score = (k + d + n) % 4 if member else int(d == 2 and k == 1)
-                rows.append({"identity_id": iid, "k": k, "k_used": k, "draw": d, "correct_templates": score,
-                             "predicted_member": score >= 1})
+                rows.append(
+                    {
+                        "identity_id": iid,
+                        "k": k,
+                        "k_used": k,
+                        "draw": d,
+                        "correct_templates": score,
+                        "predicted_member": score >= 1,
+                    }
+                )
     pq.write_table(pa.Table.from_pylist(rows, schema=schemas.ATTACKS), a / "attacks.parquet")
-    status = [{"identity_id": i, "status": "attacked", "reason": None, "n_images": 3, "n_corrupt_images": 0}
-              for i in ["m1", "m2", "m3", "n1", "n2"]]
-    status.append({"identity_id": "x", "status": "skipped", "reason": "no_images", "n_images": 0, "n_corrupt_images": 0})
+    status = [
+        {"identity_id": i, "status": "attacked", "reason": None, "n_images": 3, "n_corrupt_images": 0}
+        for i in ["m1", "m2", "m3", "n1", "n2"]
+    ]
+    status.append(
+        {"identity_id": "x", "status": "skipped", "reason": "no_images", "n_images": 0, "n_corrupt_images": 0}
+    )
     pq.write_table(pa.Table.from_pylist(status, schema=schemas.ATTACK_STATUS), a / "attack_status.parquet")
-    cands = [{"candidate_index": i, "name": f"Name {iid}", "identity_id": iid, "is_fake": False}
-             for i, iid in enumerate(["m1", "m2", "m3", "n1", "n2"])]
+    cands = [
+        {"candidate_index": i, "name": f"Name {iid}", "identity_id": iid, "is_fake": False}
+        for i, iid in enumerate(["m1", "m2", "m3", "n1", "n2"])
+    ]
     pq.write_table(pa.Table.from_pylist(cands, schema=schemas.CANDIDATES), a / "candidates.parquet")
     (a / "config.json").write_text(json.dumps({"tau": 1, "templates_used": ["{}"] * 4}))
     return a
@@ -60,12 +74,30 @@ def test_evaluate_writes_metrics_membership_and_plots(tmp_path, attack_dir):
 def test_evaluate_cli_with_mine_output_and_eval_subset(tmp_path, attack_dir, capsys):
     mine = tmp_path / "mine"
     (mine / "identity_lists").mkdir(parents=True)
-    occ = pd.DataFrame({"identity_id": ["m1", "m2", "m3", "n1", "n2"], "name": list("ABCDE"),
-                        "count": [3, 500, 7, 0, 0], "membership": ["member"] * 3 + ["non_member"] * 2,
-                        "bin": ["x"] * 5, "in_eval_subset": [True, False, True, True, True]})
+    occ = pd.DataFrame(
+        {
+            "identity_id": ["m1", "m2", "m3", "n1", "n2"],
+            "name": list("ABCDE"),
+            "count": [3, 500, 7, 0, 0],
+            "membership": ["member"] * 3 + ["non_member"] * 2,
+            "bin": ["x"] * 5,
+            "in_eval_subset": [True, False, True, True, True],
+        }
+    )
     pq.write_table(pa.Table.from_pandas(occ, preserve_index=False), mine / "identity_lists" / "occurrences.parquet")
-    rc = cli_main(["evaluate", "--attack", str(attack_dir), "--ground-truth", str(mine), "--out", str(tmp_path / "e"),
-                   "--eval-subset", "--no-plots"])
+    rc = cli_main(
+        [
+            "evaluate",
+            "--attack",
+            str(attack_dir),
+            "--ground-truth",
+            str(mine),
+            "--out",
+            str(tmp_path / "e"),
+            "--eval-subset",
+            "--no-plots",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "members_evaluated" in printed and "Metrics at tau = 1" in printed
@@ -76,8 +108,9 @@ def test_evaluate_cli_with_mine_output_and_eval_subset(tmp_path, attack_dir, cap
 
 
 def test_evaluate_missing_attack_folder_is_a_user_error(tmp_path):
-    rc = cli_main(["evaluate", "--attack", str(tmp_path / "none"), "--ground-truth", str(tmp_path), "--out",
-                   str(tmp_path / "o")])
+    rc = cli_main(
+        ["evaluate", "--attack", str(tmp_path / "none"), "--ground-truth", str(tmp_path), "--out", str(tmp_path / "o")]
+    )
     assert rc == 2
 
 

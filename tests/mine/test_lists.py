@@ -6,26 +6,41 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from idia.mine.compare import PUBLISHED, compare, to_markdown
 from idia.core.errors import InputFileError
+from idia.mine.compare import PUBLISHED, compare, to_markdown
 from idia.mine.lists import bin_label, bin_table, build_identity_list, write_identity_lists
 from schemas import IDENTITY_LIST
 from schemas.files import bucket_of
 
 
 def counts(pairs):
-    return pa.table({"identity_id": [f"i{k}" for k in range(len(pairs))], "name": [p[0] for p in pairs], "n_captions": [p[1] for p in pairs]})
+    return pa.table(
+        {
+            "identity_id": [f"i{k}" for k in range(len(pairs))],
+            "name": [p[0] for p in pairs],
+            "n_captions": [p[1] for p in pairs],
+        }
+    )
 
 
 def test_bins_match_the_study():
     assert [bin_label(c) for c in (0, 24, 25, 160, 299, 300, 10**6)] == [
-        "[0, 25)", "[0, 25)", "[25, 50)", "[150, 200)", "[275, 300)", "[300, 1000000)", "[1000000, inf)"]
+        "[0, 25)",
+        "[0, 25)",
+        "[25, 50)",
+        "[150, 200)",
+        "[275, 300)",
+        "[300, 1000000)",
+        "[1000000, inf)",
+    ]
     pub = pd.read_csv(PUBLISHED)
     assert all(bin_label(c) == b for c, b in zip(pub["count"], pub["bin"]))
 
 
 def test_membership_eval_subset_and_files(tmp_path):
-    lists = build_identity_list(counts([("A", 0), ("B", 1), ("C", 3), ("D", 299), ("E", 300)]), member_min=2, member_max=300)
+    lists = build_identity_list(
+        counts([("A", 0), ("B", 1), ("C", 3), ("D", 299), ("E", 300)]), member_min=2, member_max=300
+    )
     rows = lists.to_pylist()
     assert [r["membership"] for r in rows] == ["non_member", "excluded", "member", "member", "member"]
     assert [r["in_eval_subset"] for r in rows] == [True, False, True, True, False]
@@ -45,7 +60,10 @@ def test_bucket_is_stable():
 
 def test_compare_lists_reports_every_difference(tmp_path):
     reg = tmp_path / "reg.csv"
-    reg.write_text("name,count\nMalu Leicher,0\nAdrianne Leo\u0301n,3\nJoanna García,1\nNew Person,5\nGuido Cantz,7\n", encoding="utf-8")
+    reg.write_text(
+        "name,count\nMalu Leicher,0\nAdrianne Leo\u0301n,3\nJoanna García,1\nNew Person,5\nGuido Cantz,7\n",
+        encoding="utf-8",
+    )
     df = compare(reg).set_index("name")
     assert df.loc["Adrianne León", "difference"] == "count+membership"  # NFD input joined after NFC
     assert df.loc["Adrianne León", "delta"] == 3
@@ -65,14 +83,17 @@ def test_list_csvs_quote_like_python_csv(tmp_path):
     import csv
     import io
 
-    t = pa.table({
-        "identity_id": ["a", "b", "c", "d", "e"],
-        "name": ['Jo, "Jr"', "Ann\nB", "plain", 'say "hi"', "Émile"],
-        "count": pa.array([1, 0, 0, 300, 1_000_000], pa.int64()),
-        "membership": ["member", "non_member", "non_member", "member", "member"],
-        "bin": ["[0, 25)", "[0, 25)", "[0, 25)", "[300, 1000000)", "[1000000, inf)"],
-        "in_eval_subset": [True, True, False, False, False],
-    }, schema=IDENTITY_LIST)
+    t = pa.table(
+        {
+            "identity_id": ["a", "b", "c", "d", "e"],
+            "name": ['Jo, "Jr"', "Ann\nB", "plain", 'say "hi"', "Émile"],
+            "count": pa.array([1, 0, 0, 300, 1_000_000], pa.int64()),
+            "membership": ["member", "non_member", "non_member", "member", "member"],
+            "bin": ["[0, 25)", "[0, 25)", "[0, 25)", "[300, 1000000)", "[1000000, inf)"],
+            "in_eval_subset": [True, True, False, False, False],
+        },
+        schema=IDENTITY_LIST,
+    )
     write_identity_lists(t, tmp_path)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

@@ -69,7 +69,11 @@ def test_an_identity_matched_twice_reports_its_name_before_its_aliases():
     for mode, kw in (("normalized", {}), ("fuzzy", {"fuzzy_threshold": 80.0})):
         got = Matcher(ids, mode, **kw).match(texts).to_pylist()
         assert [(r["row"], r["identity_index"], r["matched_alias"]) for r in got] == [
-            (0, 0, "Barack Obama"), (0, 1, "OBAMA"), (1, 2, "Chris Evans"), (2, 0, "Barack Obama"), (2, 1, "OBAMA"),
+            (0, 0, "Barack Obama"),
+            (0, 1, "OBAMA"),
+            (1, 2, "Chris Evans"),
+            (2, 0, "Barack Obama"),
+            (2, 1, "OBAMA"),
         ], mode
 
 

@@ -99,7 +99,10 @@ def test_bom_is_ignored(tmp_path):
     [
         ("identity_id,name\na,Alice\nb,Bob\na,Carol\n", r"line 4: identity_id 'a' duplicates line 2"),
         ("identity_id,name\na,Alice\nb,Bob\nc,Alice\n", r"line 4: name 'Alice' duplicates line 2"),
-        ("identity_id,name,aliases\na,Alice,Al\nb,Bob,Al\n", r"line 3: alias 'Al' is already a name or alias on line 2"),
+        (
+            "identity_id,name,aliases\na,Alice,Al\nb,Bob,Al\n",
+            r"line 3: alias 'Al' is already a name or alias on line 2",
+        ),
         ("identity_id,name\n../etc,Alice\n", r"line 2: identity_id '../etc' is not path-safe"),
         ("identity_id,name,sex\na,Alice,x\n", r"line 2: sex must be"),
         ("identity_id,name\na,\n", r"line 2: empty name"),
@@ -167,6 +170,23 @@ def test_identity_id_check_agrees_with_its_regex():
 
     spec = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")  # the documented rule, as a regex
 
-    cases = ["a", "-", "__", "a-b_c", "A9", "a" * 64, "a" * 65, "a b", "a.b", "é", "a\n", "", "ab/c", "1", "x\u00b2", "٣"]
+    cases = [
+        "a",
+        "-",
+        "__",
+        "a-b_c",
+        "A9",
+        "a" * 64,
+        "a" * 65,
+        "a b",
+        "a.b",
+        "é",
+        "a\n",
+        "",
+        "ab/c",
+        "1",
+        "x\u00b2",
+        "٣",
+    ]
     for c in cases:
         assert valid_identity_id(c) == bool(spec.match(c)), c

@@ -7,15 +7,17 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
+from idia.mine.config import MineConfig
 from idia.mine.sample import SampleConfig, generate
-from jobs.mine import MineConfig, run_mine
-from tests.support.spark_cluster import spark_cluster, spark_on_cluster  # noqa: F401  (fixtures)
+from jobs.mine import run_mine
 
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
     out = tmp_path_factory.mktemp("sample")
-    return out, generate(SampleConfig(out=str(out), shards=4, rows_per_shard=1000, names=25, seed=11, row_group_size=500))
+    return out, generate(
+        SampleConfig(out=str(out), shards=4, rows_per_shard=1000, names=25, seed=11, row_group_size=500)
+    )
 
 
 def test_mine_on_standalone_cluster_matches_expected(spark_cluster, spark_on_cluster, sample, tmp_path):
@@ -23,10 +25,19 @@ def test_mine_on_standalone_cluster_matches_expected(spark_cluster, spark_on_clu
     sample_dir, summary = sample
     assert spark_on_cluster.sparkContext.master == spark_cluster.url
     stats = run_mine(
-        MineConfig(shards=[str(sample_dir / "shards" / "*.parquet")], names=str(sample_dir / "names.csv"), out=str(tmp_path / "out"), buckets=4, task_rows=500),
+        MineConfig(
+            shards=[str(sample_dir / "shards" / "*.parquet")],
+            names=str(sample_dir / "names.csv"),
+            out=str(tmp_path / "out"),
+            buckets=4,
+            task_rows=500,
+        ),
         spark=spark_on_cluster,
     )
-    got = {r["identity_id"]: [r["n_captions"], r["n_unique_urls"]] for r in pq.read_table(tmp_path / "out" / "counts.parquet").to_pylist()}
+    got = {
+        r["identity_id"]: [r["n_captions"], r["n_unique_urls"]]
+        for r in pq.read_table(tmp_path / "out" / "counts.parquet").to_pylist()
+    }
     assert got == summary["expected"]["normalized"]
     assert stats["totals"]["rows_read"] == sum(f["rows"] for f in summary["files"].values())
     assert stats["work_units"] == 8 and stats["spark_master"] == spark_cluster.url

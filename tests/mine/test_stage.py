@@ -19,7 +19,6 @@ from idia.mine.sample import SampleConfig, generate
 from jobs.mine import run_mine
 from schemas import COUNTS, IDENTITY_LIST, MANIFEST
 from schemas.validate import SchemaError
-from tests.support.spark_cluster import spark_local  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +30,13 @@ def sample(tmp_path_factory):
 
 
 def cfg(sample_dir: Path, out: Path, buckets_: int = 4, **kw) -> MineConfig:
-    return MineConfig(shards=[str(sample_dir / "shards" / "*.parquet")], names=str(sample_dir / "names.csv"), out=str(out),
-                      buckets=buckets_, **kw)
+    return MineConfig(
+        shards=[str(sample_dir / "shards" / "*.parquet")],
+        names=str(sample_dir / "names.csv"),
+        out=str(out),
+        buckets=buckets_,
+        **kw,
+    )
 
 
 def check_outputs(out: Path, summary: dict, mode: str) -> dict:
@@ -124,7 +128,9 @@ def test_bad_files_error_or_skip(spark_local, sample, tmp_path):
     for i in range(200, len(good) // 2, 97):
         garbled[i] ^= 0xFF
     (shards / "part-00098.parquet").write_bytes(bytes(garbled))
-    c = MineConfig(shards=[str(shards / "*.parquet")], names=str(sample_dir / "names.csv"), out=str(tmp_path / "o"), buckets=4)
+    c = MineConfig(
+        shards=[str(shards / "*.parquet")], names=str(sample_dir / "names.csv"), out=str(tmp_path / "o"), buckets=4
+    )
     with pytest.raises(InputFileError, match=r"part-00097\.parquet: not a readable parquet file"):
         run_mine(c, spark=spark_local)
     (shards / "part-00097.parquet").unlink()
@@ -147,24 +153,54 @@ def test_schema_errors_name_file_and_column(sample, tmp_path):
     t = pq.read_table(sample_dir / "shards" / "part-00000.parquet")
     pq.write_table(t.drop(["TEXT"]), tmp_path / "no_text.parquet")
     with pytest.raises(SchemaError, match=r"no_text\.parquet: missing column 'TEXT'"):
-        run_mine(MineConfig(shards=[str(tmp_path / "no_text.parquet")], names=str(sample_dir / "names.csv"), out=str(tmp_path / "o")))
+        run_mine(
+            MineConfig(
+                shards=[str(tmp_path / "no_text.parquet")], names=str(sample_dir / "names.csv"), out=str(tmp_path / "o")
+            )
+        )
     bad = t.set_column(t.schema.get_field_index("TEXT"), "TEXT", pa.array(range(t.num_rows)))
     pq.write_table(bad, tmp_path / "int_text.parquet")
     with pytest.raises(SchemaError, match=r"int_text\.parquet: column 'TEXT' has type int64, expected string"):
-        run_mine(MineConfig(shards=[str(tmp_path / "int_text.parquet")], names=str(sample_dir / "names.csv"), out=str(tmp_path / "o")))
+        run_mine(
+            MineConfig(
+                shards=[str(tmp_path / "int_text.parquet")],
+                names=str(sample_dir / "names.csv"),
+                out=str(tmp_path / "o"),
+            )
+        )
     with pytest.raises(UserError, match="no input files match"):
-        run_mine(MineConfig(shards=[str(tmp_path / "nothing-*.parquet")], names=str(sample_dir / "names.csv"), out=str(tmp_path / "o")))
+        run_mine(
+            MineConfig(
+                shards=[str(tmp_path / "nothing-*.parquet")],
+                names=str(sample_dir / "names.csv"),
+                out=str(tmp_path / "o"),
+            )
+        )
 
 
 def test_cli_prints_one_line_error(sample, tmp_path):
     sample_dir, _ = sample
     r = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "mine", "--shards", str(tmp_path / "none*.parquet"),
-         "--names", str(sample_dir / "names.csv"), "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "mine",
+            "--shards",
+            str(tmp_path / "none*.parquet"),
+            "--names",
+            str(sample_dir / "names.csv"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [f"idia mine: error: {tmp_path / 'none*.parquet'}: no input files match this pattern"]
+    assert r.stderr.strip().splitlines() == [
+        f"idia mine: error: {tmp_path / 'none*.parquet'}: no input files match this pattern"
+    ]
 
 
 def test_lowercase_layout_and_fuzzy(spark_local, sample, tmp_path):
@@ -172,17 +208,30 @@ def test_lowercase_layout_and_fuzzy(spark_local, sample, tmp_path):
     (tmp_path / "lc").mkdir()
     for p in sorted((sample_dir / "shards").glob("*.parquet")):
         t = pq.read_table(p)
-        pq.write_table(pa.table({"url": t["URL"], "caption": t["TEXT"], "extra": t["similarity"]}), tmp_path / "lc" / p.name)
-    c = MineConfig(shards=[str(tmp_path / "lc")], names=str(sample_dir / "names.csv"), out=str(tmp_path / "o"), columns="lowercase", buckets=2)
+        pq.write_table(
+            pa.table({"url": t["URL"], "caption": t["TEXT"], "extra": t["similarity"]}), tmp_path / "lc" / p.name
+        )
+    c = MineConfig(
+        shards=[str(tmp_path / "lc")],
+        names=str(sample_dir / "names.csv"),
+        out=str(tmp_path / "o"),
+        columns="lowercase",
+        buckets=2,
+    )
     run_mine(c, spark=spark_local)
-    counts = {r["identity_id"]: [r["n_captions"], r["n_unique_urls"]] for r in pq.read_table(tmp_path / "o" / "counts.parquet").to_pylist()}
+    counts = {
+        r["identity_id"]: [r["n_captions"], r["n_unique_urls"]]
+        for r in pq.read_table(tmp_path / "o" / "counts.parquet").to_pylist()
+    }
     assert counts == summary["expected"]["normalized"]
     # fuzzy finds at least what normalized finds (exact windows score 100), with scores kept.
     c2 = cfg(sample_dir, tmp_path / "fz", match="fuzzy", fuzzy_threshold=92)
     run_mine(c2, spark=spark_local)
     fz = {r["identity_id"]: r["n_captions"] for r in pq.read_table(tmp_path / "fz" / "counts.parquet").to_pylist()}
     assert all(fz[k] >= v[0] for k, v in summary["expected"]["normalized"].items())
-    scores = pa.concat_tables(pq.read_table(p) for p in (tmp_path / "fz" / "manifests").glob("*/*.parquet")).column("match_score")
+    scores = pa.concat_tables(pq.read_table(p) for p in (tmp_path / "fz" / "manifests").glob("*/*.parquet")).column(
+        "match_score"
+    )
     assert min(scores.to_pylist()) >= 92
 
 
@@ -210,12 +259,28 @@ def test_killed_run_resumes_finished_units(spark_local, tmp_path):
     import signal
     import time
 
-    summary = generate(SampleConfig(out=str(tmp_path / "s"), shards=6, rows_per_shard=5000, names=30, seed=5, row_group_size=500))
+    summary = generate(
+        SampleConfig(out=str(tmp_path / "s"), shards=6, rows_per_shard=5000, names=30, seed=5, row_group_size=500)
+    )
     out = tmp_path / "out"
-    args = ["--shards", str(tmp_path / "s" / "shards"), "--names", str(tmp_path / "s" / "names.csv"), "--out", str(out),
-            "--buckets", "4", "--task-rows", "500"]
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "mine", *args, "--master", "local[1]"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    args = [
+        "--shards",
+        str(tmp_path / "s" / "shards"),
+        "--names",
+        str(tmp_path / "s" / "names.csv"),
+        "--out",
+        str(out),
+        "--buckets",
+        "4",
+        "--task-rows",
+        "500",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "mine", *args, "--master", "local[1]"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 120
         while len(list(out.glob(".mine-staging-*/units/*.json"))) < 3:
@@ -226,10 +291,21 @@ def test_killed_run_resumes_finished_units(spark_local, tmp_path):
         proc.wait()
     done = len(list(out.glob(".mine-staging-*/units/*.json")))
     assert 3 <= done < 60 and not (out / "stats.json").exists()
-    stats = run_mine(MineConfig(shards=[str(tmp_path / "s" / "shards")], names=str(tmp_path / "s" / "names.csv"),
-                                out=str(out), buckets=4, task_rows=500), spark=spark_local)
+    stats = run_mine(
+        MineConfig(
+            shards=[str(tmp_path / "s" / "shards")],
+            names=str(tmp_path / "s" / "names.csv"),
+            out=str(out),
+            buckets=4,
+            task_rows=500,
+        ),
+        spark=spark_local,
+    )
     assert stats["work_units"] == 60 and stats["totals"]["units_resumed"] == done
-    counts = {r["identity_id"]: [r["n_captions"], r["n_unique_urls"]] for r in pq.read_table(out / "counts.parquet").to_pylist()}
+    counts = {
+        r["identity_id"]: [r["n_captions"], r["n_unique_urls"]]
+        for r in pq.read_table(out / "counts.parquet").to_pylist()
+    }
     assert counts == summary["expected"]["normalized"]
     assert stats["totals"]["rows_read"] == 30_000 and not list(out.glob(".mine-staging-*"))
 
@@ -247,12 +323,20 @@ def test_merge_sorts_each_bucket_and_counts_unique_non_null_urls(tmp_path):
         rows = sorted(rows, key=lambda r: (r[2], r[0]))  # bucket runs, row order inside each: what scan tasks stage
         n = len(rows)
         cols = {
-            "file_index": pa.array([file_index] * n, pa.int32()), "row_number": pa.array([r[0] for r in rows], pa.int64()),
-            "identity_index": pa.array([r[1] for r in rows], pa.int32()), "bucket": pa.array([r[2] for r in rows], pa.int32()),
-            "SAMPLE_ID": pa.array([r[0] for r in rows], pa.int64()), "URL": pa.array([r[3] for r in rows], pa.string()),
-            "TEXT": pa.array(["t"] * n), "WIDTH": pa.array([1] * n, pa.int32()), "HEIGHT": pa.array([1] * n, pa.int32()),
-            "NSFW": pa.array(["UNLIKELY"] * n), "similarity": pa.array([0.3] * n), "matched_alias": pa.array(["x"] * n),
-            "match_score": pa.array([100.0] * n), "n_identities_in_caption": pa.array([1] * n, pa.int32()),
+            "file_index": pa.array([file_index] * n, pa.int32()),
+            "row_number": pa.array([r[0] for r in rows], pa.int64()),
+            "identity_index": pa.array([r[1] for r in rows], pa.int32()),
+            "bucket": pa.array([r[2] for r in rows], pa.int32()),
+            "SAMPLE_ID": pa.array([r[0] for r in rows], pa.int64()),
+            "URL": pa.array([r[3] for r in rows], pa.string()),
+            "TEXT": pa.array(["t"] * n),
+            "WIDTH": pa.array([1] * n, pa.int32()),
+            "HEIGHT": pa.array([1] * n, pa.int32()),
+            "NSFW": pa.array(["UNLIKELY"] * n),
+            "similarity": pa.array([0.3] * n),
+            "matched_alias": pa.array(["x"] * n),
+            "match_score": pa.array([100.0] * n),
+            "n_identities_in_caption": pa.array([1] * n, pa.int32()),
         }
         w = StagedWriter(tmp_path / f"{name}.arrow")
         w.add(pa.RecordBatch.from_arrays([cols[f.name] for f in STAGED], schema=STAGED))
@@ -264,8 +348,14 @@ def test_merge_sorts_each_bucket_and_counts_unique_non_null_urls(tmp_path):
     ]
     (tmp_path / "manifests").mkdir()
     rank = np.argsort(np.argsort(ids)).tolist()
-    ctx = MergeContext(parts=staged_parts(parts), buckets=2, identity_ids=tuple(ids), identity_rank=tuple(rank),
-                       files=("f0", "f1"), staging=str(tmp_path))
+    ctx = MergeContext(
+        parts=staged_parts(parts),
+        buckets=2,
+        identity_ids=tuple(ids),
+        identity_rank=tuple(rank),
+        files=("f0", "f1"),
+        staging=str(tmp_path),
+    )
     out = {r["bucket"]: r for r in merge_task(ctx, MergeTask(0, 1))}
     assert sorted(out) == [0, 1] and out[0]["n_captions"] == 3 and out[1]["n_captions"] == 5
     counts = {}
@@ -275,5 +365,10 @@ def test_merge_sorts_each_bucket_and_counts_unique_non_null_urls(tmp_path):
     assert counts == {"zed": (3, 2), "amy": (3, 1), "bob": (2, 1)}  # amy: one null URL, one URL twice
     m1 = pq.read_table(out[1]["path"]).to_pylist()
     assert [(r["identity_id"], r["source_file"], r["SAMPLE_ID"]) for r in m1] == [
-        ("bob", "f0", 3), ("bob", "f1", 4), ("zed", "f0", 2), ("zed", "f0", 5), ("zed", "f1", 0)]
+        ("bob", "f0", 3),
+        ("bob", "f1", 4),
+        ("zed", "f0", 2),
+        ("zed", "f0", 5),
+        ("zed", "f1", 0),
+    ]
     assert pq.read_table(out[0]["path"]).schema.equals(MANIFEST)

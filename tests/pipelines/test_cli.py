@@ -34,11 +34,14 @@ def test_config_file_with_an_unknown_key_is_refused(tmp_path, capsys):
     assert "unknown key(s) bogus" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags, allow_all, networks", [
-    ([], False, []),
-    (["--allow-private-network"], True, []),
-    (["--allowed-networks", "127.0.0.1/32", "10.1.0.0/16"], False, ["127.0.0.1/32", "10.1.0.0/16"]),
-])
+@pytest.mark.parametrize(
+    "flags, allow_all, networks",
+    [
+        ([], False, []),
+        (["--allow-private-network"], True, []),
+        (["--allowed-networks", "127.0.0.1/32", "10.1.0.0/16"], False, ["127.0.0.1/32", "10.1.0.0/16"]),
+    ],
+)
 def test_download_private_network_options(tmp_path, flags, allow_all, networks):
     f = tmp_path / "d.yaml"
     f.write_text(f"out: {tmp_path / 'o'}\nimage_size: 96\n")

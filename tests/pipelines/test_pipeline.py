@@ -30,8 +30,14 @@ def _config(out) -> PipelineConfig:
         world=WorldSection(preset="reduced", train_preset="reduced", port=_free_port()),
         mine={"buckets": 4},
         download={"image_size": 64, "processes": 1, "threads": 8, "crop_to_bbox": False},
-        attack={"k": [1, 3, 5, 10], "draws": 5, "num_candidates": 100, "group_size": 4, "n_workers": 1,
-                "cache_dir": cache},
+        attack={
+            "k": [1, 3, 5, 10],
+            "draws": 5,
+            "num_candidates": 100,
+            "group_size": 4,
+            "n_workers": 1,
+            "cache_dir": cache,
+        },
         headline_k=10,
     )
 
@@ -124,10 +130,23 @@ def test_pipeline_config_rejects_unknown_and_wired_keys(tmp_path):
 
 def test_dry_run_prints_every_resolved_stage_with_overrides(tmp_path, capsys):
     cfgfile = tmp_path / "p.yaml"
-    cfgfile.write_text("out: runs/x\nworld: {preset: reduced, train_preset: reduced}\nmine: {buckets: 4}\n"
-                       "attack: {k: [1, 3], draws: 5}\n")
-    rc = cli_main(["run", str(cfgfile), "--dry-run", "--set", "attack.draws=7", "--set", "world.config.seed=3",
-                   "--set", "mine.match=paper"])
+    cfgfile.write_text(
+        "out: runs/x\nworld: {preset: reduced, train_preset: reduced}\nmine: {buckets: 4}\n"
+        "attack: {k: [1, 3], draws: 5}\n"
+    )
+    rc = cli_main(
+        [
+            "run",
+            str(cfgfile),
+            "--dry-run",
+            "--set",
+            "attack.draws=7",
+            "--set",
+            "world.config.seed=3",
+            "--set",
+            "mine.match=paper",
+        ]
+    )
     assert rc == 0
     resolved = json.loads(capsys.readouterr().out)
     assert resolved["attack"]["draws"] == 7 and resolved["attack"]["k"] == [1, 3]

@@ -32,8 +32,20 @@ class DaskTestCluster:
         return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=e, cwd=str(Path(__file__).parents[2]))
 
     def start_scheduler(self) -> str:
-        self.scheduler = self._spawn([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                                      "--scheduler-file", str(self.scheduler_file)], "scheduler")
+        self.scheduler = self._spawn(
+            [
+                DASK,
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(self.scheduler_file),
+            ],
+            "scheduler",
+        )
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.scheduler_file.exists():
@@ -47,9 +59,26 @@ class DaskTestCluster:
         raise TimeoutError("dask scheduler did not start in 60 s")
 
     def add_worker(self, name: str, env: dict | None = None) -> subprocess.Popen:
-        w = self._spawn([DASK, "worker", "--scheduler-file", str(self.scheduler_file), "--host", "127.0.0.1",
-                         "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", name,
-                         "--memory-limit", "0"], f"worker-{name}", env)
+        w = self._spawn(
+            [
+                DASK,
+                "worker",
+                "--scheduler-file",
+                str(self.scheduler_file),
+                "--host",
+                "127.0.0.1",
+                "--nthreads",
+                "1",
+                "--no-nanny",
+                "--no-dashboard",
+                "--name",
+                name,
+                "--memory-limit",
+                "0",
+            ],
+            f"worker-{name}",
+            env,
+        )
         self.workers.append(w)
         return w
 

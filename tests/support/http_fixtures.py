@@ -45,6 +45,7 @@ def noise_jpeg(size=(160, 120), seed: int = 0) -> bytes:
 @lru_cache(maxsize=2)
 def bomb_png(side: int = 12_000) -> bytes:
     """A valid 1-bit PNG of side x side pixels that compresses to a few KB: decoding it would need side^2 bytes+."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -89,8 +90,9 @@ class FixtureSite:
             (img / f"good.{ext}").write_bytes(image_bytes(fmt))
         for i in range(40):  # distinct images for bulk rows
             (img / f"n{i:03d}.jpg").write_bytes(image_bytes("JPEG", color=(5 * i, 100, 255 - 5 * i)))
-        (img / "face.png").write_bytes(image_bytes("PNG", size=(200, 100), color=(250, 250, 250),
-                                                   box=(20, 10, 120, 60), box_color=(20, 200, 20)))
+        (img / "face.png").write_bytes(
+            image_bytes("PNG", size=(200, 100), color=(250, 250, 250), box=(20, 10, 120, 60), box_color=(20, 200, 20))
+        )
         good = image_bytes("JPEG")
         full = noise_jpeg()
         truncated = full[: len(full) // 2]
@@ -141,8 +143,15 @@ def write_mine_output(folder: Path, rows: list[dict], identities: list[str], buc
     for r in rows:
         b = sum(r["identity_id"].encode()) % buckets
         full = {f.name: None for f in MANIFEST}
-        full.update({"TEXT": f"a photo of {r['identity_id']}", "matched_alias": r["identity_id"],
-                     "match_score": 100.0, "n_identities_in_caption": 1, "source_file": "part-00000.parquet"})
+        full.update(
+            {
+                "TEXT": f"a photo of {r['identity_id']}",
+                "matched_alias": r["identity_id"],
+                "match_score": 100.0,
+                "n_identities_in_caption": 1,
+                "source_file": "part-00000.parquet",
+            }
+        )
         full.update(r)
         by_bucket.setdefault(b, []).append(full)
     for b, rs in by_bucket.items():
@@ -151,7 +160,11 @@ def write_mine_output(folder: Path, rows: list[dict], identities: list[str], buc
         d.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rs, schema=MANIFEST), d / "part-00000.parquet")
     ident = pa.Table.from_pylist(
-        [{"identity_id": i, "name": i.title(), "aliases": [], "sex": None, "source_line": n + 1}
-         for n, i in enumerate(identities)], schema=IDENTITIES)
+        [
+            {"identity_id": i, "name": i.title(), "aliases": [], "sex": None, "source_line": n + 1}
+            for n, i in enumerate(identities)
+        ],
+        schema=IDENTITIES,
+    )
     pq.write_table(ident, folder / "identities.parquet")
     return folder

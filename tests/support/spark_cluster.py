@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 
-
 def _spark_home() -> Path:
     import pyspark
 
@@ -64,16 +63,28 @@ class StandaloneCluster:
         self._spawn(
             [
                 "org.apache.spark.deploy.master.Master",
-                "--host", "127.0.0.1", "--port", str(self.port), "--webui-port", str(self.ui_port),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--webui-port",
+                str(self.ui_port),
             ],
             "spark-master",
         )
         for i in range(self.n_workers):
             self._spawn(
                 [
-                    "org.apache.spark.deploy.worker.Worker", self.url,
-                    "--cores", str(self.cores), "--memory", self.memory, "--host", "127.0.0.1",
-                    "--webui-port", str(free_port()),
+                    "org.apache.spark.deploy.worker.Worker",
+                    self.url,
+                    "--cores",
+                    str(self.cores),
+                    "--memory",
+                    self.memory,
+                    "--host",
+                    "127.0.0.1",
+                    "--webui-port",
+                    str(free_port()),
                 ],
                 f"spark-worker-{i}",
             )

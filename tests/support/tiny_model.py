@@ -25,17 +25,26 @@ def save_tiny_model(folder: str | Path, seed: int = 0, cfg: dict | None = None) 
     cfg = cfg or TINY_CFG
     torch.manual_seed(seed)
     model = open_clip.CLIP(**cfg)
-    (folder / "open_clip_config.json").write_text(json.dumps({
-        "model_cfg": cfg,
-        "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "interpolation": "bilinear",
-                           "resize_mode": "shortest"},
-    }))
+    (folder / "open_clip_config.json").write_text(
+        json.dumps(
+            {
+                "model_cfg": cfg,
+                "preprocess_cfg": {
+                    "mean": [0.5, 0.5, 0.5],
+                    "std": [0.25, 0.25, 0.25],
+                    "interpolation": "bilinear",
+                    "resize_mode": "shortest",
+                },
+            }
+        )
+    )
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
     return f"local-dir:{folder}"
 
 
-def write_image_folder(root: str | Path, counts: dict[str, int], seed: int = 0, size: int = 40,
-                       corrupt: dict[str, int] | None = None) -> Path:
+def write_image_folder(
+    root: str | Path, counts: dict[str, int], seed: int = 0, size: int = 40, corrupt: dict[str, int] | None = None
+) -> Path:
     """root/<identity_id>/NNN.png random images (counts per identity), plus `corrupt` truncated .jpg files."""
     from PIL import Image
 
@@ -64,13 +73,16 @@ def write_identities(path: str | Path, ids: list[str]) -> Path:
     import schemas
 
     first = ["Alma", "Bruno", "Carla", "Dario", "Elsa", "Fritz", "Greta", "Hugo", "Ines", "Jonas", "Kira", "Lars"]
-    table = pa.table({
-        "identity_id": ids,
-        "name": [f"{first[i % len(first)]} Testperson{i}" for i in range(len(ids))],
-        "aliases": pa.array([[] for _ in ids], pa.list_(pa.string())),
-        "sex": ["f" if i % 2 == 0 else "m" for i in range(len(ids))],
-        "source_line": pa.array(range(2, len(ids) + 2), pa.int32()),
-    }, schema=schemas.IDENTITIES)
+    table = pa.table(
+        {
+            "identity_id": ids,
+            "name": [f"{first[i % len(first)]} Testperson{i}" for i in range(len(ids))],
+            "aliases": pa.array([[] for _ in ids], pa.list_(pa.string())),
+            "sex": ["f" if i % 2 == 0 else "m" for i in range(len(ids))],
+            "source_line": pa.array(range(2, len(ids) + 2), pa.int32()),
+        },
+        schema=schemas.IDENTITIES,
+    )
     path = Path(path)
     pq.write_table(table, path)
     return path

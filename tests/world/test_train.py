@@ -10,17 +10,45 @@ from pathlib import Path
 
 import pytest
 
-from idia.world.train import PRESETS as TRAIN_PRESETS, WEIGHTS_FILE, train_tiny_clip
-from idia.world.generate import PRESETS as WORLD_PRESETS, generate_world
+from idia.world.generate import PRESETS as WORLD_PRESETS
+from idia.world.generate import generate_world
+from idia.world.train import PRESETS as TRAIN_PRESETS
+from idia.world.train import WEIGHTS_FILE, train_tiny_clip
 
-WORLD = dataclasses.replace(WORLD_PRESETS["reduced"], n_main=6, main_images=12, sweep_images=[2], n_per_sweep=2,
-                            n_non_members=4, n_distractors=6, distractor_images=4, n_scenes=40, n_dead_links=2,
-                            query_images=2, workers=1)
+WORLD = dataclasses.replace(
+    WORLD_PRESETS["reduced"],
+    n_main=6,
+    main_images=12,
+    sweep_images=[2],
+    n_per_sweep=2,
+    n_non_members=4,
+    n_distractors=6,
+    distractor_images=4,
+    n_scenes=40,
+    n_dead_links=2,
+    query_images=2,
+    workers=1,
+)
 # A very small model: the test is about the loop and the saved format, not about learning names.
-CFG = dataclasses.replace(TRAIN_PRESETS["reduced"], steps=40, batch_size=32, warmup_steps=5, lr=2e-3, embed_dim=32,
-                          image_size=32, patch_size=8, vision_width=48, vision_layers=1, vision_head_width=24,
-                          text_width=32, text_layers=1, text_heads=2, context_length=24, checkpoint_every=0,
-                          threads=1)
+CFG = dataclasses.replace(
+    TRAIN_PRESETS["reduced"],
+    steps=40,
+    batch_size=32,
+    warmup_steps=5,
+    lr=2e-3,
+    embed_dim=32,
+    image_size=32,
+    patch_size=8,
+    vision_width=48,
+    vision_layers=1,
+    vision_head_width=24,
+    text_width=32,
+    text_layers=1,
+    text_heads=2,
+    context_length=24,
+    checkpoint_every=0,
+    threads=1,
+)
 
 
 @pytest.fixture(scope="module")

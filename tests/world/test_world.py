@@ -14,22 +14,37 @@ import pyarrow.parquet as pq
 import pytest
 
 import schemas
-from idia.world.server import LoopbackServer
-from idia.mine.names import read_names
-from idia.world.generate import PRESETS, generate_world, read_truth
 from idia.core import census
 from idia.core.errors import ConfigError
+from idia.mine.names import read_names
+from idia.world.generate import PRESETS, generate_world, read_truth
+from idia.world.server import LoopbackServer
 
 BASE = "http://127.0.0.1:9"
 # Smaller than the reduced preset: the checks are about structure, not about learning.
-CFG = dataclasses.replace(PRESETS["reduced"], n_main=5, main_images=6, sweep_images=[1, 3], n_per_sweep=2,
-                          n_non_members=6, n_distractors=6, distractor_images=3, n_scenes=30, n_dead_links=2,
-                          query_images=4, shard_rows=25, workers=1)
+CFG = dataclasses.replace(
+    PRESETS["reduced"],
+    n_main=5,
+    main_images=6,
+    sweep_images=[1, 3],
+    n_per_sweep=2,
+    n_non_members=6,
+    n_distractors=6,
+    distractor_images=3,
+    n_scenes=30,
+    n_dead_links=2,
+    query_images=4,
+    shard_rows=25,
+    workers=1,
+)
 
 
 def _digest_tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +141,7 @@ def test_query_images_are_separate_from_training_images(world):
     queries = _queries(world)
     assert len(queries) == CFG.query_images * len(_identities(world))
     for q in queries:
-        data = (world / q["url"][len(BASE) + 1:]).read_bytes()
+        data = (world / q["url"][len(BASE) + 1 :]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == q["sha256"]
         assert q["sha256"] not in train
         x1, y1, x2, y2 = (int(v) for v in q["bbox"].split(","))
@@ -136,7 +151,7 @@ def test_query_images_are_separate_from_training_images(world):
 
 def test_dead_links_are_rows_without_files(world):
     rows = _captions(world)
-    missing = [r for r in rows if not (world / r["URL"][len(BASE) + 1:]).exists()]
+    missing = [r for r in rows if not (world / r["URL"][len(BASE) + 1 :]).exists()]
     assert len(missing) == CFG.n_dead_links
     assert len(rows) - len(missing) == len(list((world / "images" / "train").rglob("*.jpg")))
 
@@ -166,5 +181,5 @@ def test_rerun_skips_resumes_and_refuses_other_settings(world, tmp_path):
 def test_world_is_served_by_the_loopback_server(world):
     q = _queries(world)[0]
     with LoopbackServer(world) as srv:
-        with urllib.request.urlopen(srv.url(q["url"][len(BASE):])) as resp:
+        with urllib.request.urlopen(srv.url(q["url"][len(BASE) :])) as resp:
             assert hashlib.sha256(resp.read()).hexdigest() == q["sha256"]
