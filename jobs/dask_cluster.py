@@ -57,39 +57,24 @@ def dask_client(
             client.close()
         return
     n_gpu = cuda_count()
+    common = {
+        "threads_per_worker": threads_per_worker,
+        "host": "127.0.0.1",
+        "silence_logs": logging.WARNING,
+        "dashboard_address": ":0" if dashboard else None,
+    }
     cluster = None
     if n_gpu:
         try:
             from dask_cuda import LocalCUDACluster
 
-            cluster = LocalCUDACluster(
-                threads_per_worker=threads_per_worker,
-                dashboard_address=":0" if dashboard else None,
-                host="127.0.0.1",
-                silence_logs=logging.WARNING,
-            )
+            cluster = LocalCUDACluster(**common)
         except ImportError:
             logging.info("dask-cuda not installed: LocalCluster with one worker per GPU")
-            cluster = LocalCluster(
-                n_workers=n_workers or n_gpu,
-                threads_per_worker=threads_per_worker,
-                processes=True,
-                host="127.0.0.1",
-                memory_limit=memory_limit,
-                dashboard_address=":0" if dashboard else None,
-                silence_logs=logging.WARNING,
-            )
-    else:
-        cores = os.cpu_count() or 1
-        cluster = LocalCluster(
-            n_workers=n_workers or max(1, cores // 4),
-            threads_per_worker=threads_per_worker,
-            processes=True,
-            host="127.0.0.1",
-            memory_limit=memory_limit,
-            dashboard_address=":0" if dashboard else None,
-            silence_logs=logging.WARNING,
-        )
+    if cluster is None:
+        # CPU: one process per ~4 cores (torch parallelises inside a process; more processes multiply the model).
+        default = n_gpu or max(1, (os.cpu_count() or 1) // 4)
+        cluster = LocalCluster(n_workers=n_workers or default, processes=True, memory_limit=memory_limit, **common)
     client = Client(cluster)
     try:
         yield client
