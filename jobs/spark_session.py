@@ -73,7 +73,7 @@ def get_spark(master: str | None = None, app_name: str = "idia", conf: dict[str,
         # optimising compiler (C2) then burns 10-20% of a 2-core machine for nothing (BENCHMARKS.md). C1 only.
         # Set spark.driver.extraJavaOptions yourself (--conf) to undo this, e.g. for JVM-heavy Spark SQL.
         defaults["spark.driver.extraJavaOptions"] = "-XX:TieredStopAtLevel=1"
-        defaults["spark.driver.memory"] = os.environ.get("IDIA_SPARK_DRIVER_MEMORY", "2g")
+        defaults["spark.driver.memory"] = "2g"  # --conf spark.driver.memory=... to change it
     settings = {**defaults, **(conf or {})}
     builder = SparkSession.builder.appName(app_name)
     if not submitted:

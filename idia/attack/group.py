@@ -7,6 +7,7 @@ atomically, then its done-marker, so a rerun or a run that lost a worker skips f
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import pyarrow as pa
 import schemas
 from idia.attack import decision
 from idia.attack.images import ImageReader, ImageRef
-from idia.attack.models import ModelSpec, cached_model
+from idia.attack.models import ModelSpec, cached_model, local_device
 from idia.core import resume
 from idia.core.atomic import write_parquet
 from idia.core.stats import Stats
@@ -70,11 +71,19 @@ class AttackContext:
         return Path(self.out) / files.PARTS_DIR
 
 
+def _concrete(ctx: AttackContext) -> AttackContext:
+    """The context with a concrete device (the engine may already have chosen one)."""
+    if ctx.model.device != "auto":
+        return ctx
+    return dataclasses.replace(ctx, model=dataclasses.replace(ctx.model, device=local_device(ctx.model.device)))
+
+
 def text_task(ctx: AttackContext, _task: None = None) -> dict:
     """[T, C, D] embeddings of every (template, candidate) prompt (from the cache when there) and the model's hash."""
     from idia.attack.embeddings import text_embeddings
     from idia.attack.models import fingerprint
 
+    ctx = _concrete(ctx)
     model, _, tokenizer = cached_model(ctx.model)
     emb, info = text_embeddings(
         model,
@@ -96,6 +105,7 @@ def attack_group(ctx: AttackContext, task: GroupTask) -> dict:
     done = resume.read_marker(ctx.parts / files.DONE_DIR, task.unit, ctx.fingerprint)
     if done and done.get("input_hash") == task.input_hash:  # a retried task after its output landed
         return done["stats"]
+    ctx = _concrete(ctx)
     model, preprocess, _ = cached_model(ctx.model)
     stats = Stats()
     # Images are keyed by (identity position, image position) in the task: no string keys to split again.

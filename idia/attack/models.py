@@ -146,6 +146,14 @@ class ModelSpec:
 _CACHED: dict[ModelSpec, tuple] = {}
 
 
+def local_device(requested: str) -> str:
+    """A concrete device for "auto" in this process: the first GPU if there is one, else the CPU. (Engines that place
+    workers on GPUs, such as the Dask adapter, resolve "auto" themselves before a task runs.)"""
+    if requested != "auto":
+        return requested
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
 def cached_model(spec: ModelSpec) -> tuple:
     """(model, preprocess, tokenizer), built once per process and reused by every later task (never pickled)."""
     if spec not in _CACHED:

@@ -39,7 +39,7 @@ import pyarrow as pa
 
 from idia.core.errors import InputFileError
 from idia.core.stats import Stats
-from schemas import IDENTITIES
+from schemas import ALIAS_SEPARATOR, IDENTITIES, NAMES_CSV_COLUMNS
 
 MAX_NAME_CHARS = 256
 _WS_RE = re.compile(r"\s+")
@@ -128,7 +128,7 @@ def _csv_records(lines: list[str], first: int, where: str, stats: Stats):
     header = [h.strip() for h in next(reader)]
     col = {h: i for i, h in reversed(list(enumerate(header)))}
     absent = 1 << 30  # an index no row reaches: the column reads as ""
-    i_name, i_id, i_al, i_sex = (col.get(c, absent) for c in ("name", "identity_id", "aliases", "sex"))
+    i_id, i_name, i_al, i_sex = (col.get(c, absent) for c in NAMES_CSV_COLUMNS)
     stats["lines"] += first + 1
     prev_end = 1  # reader.line_num after the header, relative to `first`
     n_lines = n_blank = 0
@@ -145,7 +145,7 @@ def _csv_records(lines: list[str], first: int, where: str, stats: Stats):
             raise InputFileError(f"{where}: line {line}: empty name")
         rid = (fields[i_id].strip() if i_id < nf else "") or None
         al_raw = fields[i_al] if i_al < nf else ""
-        aliases = [normalize_name(a, where, line, "alias") for a in al_raw.split("|")] if al_raw else ()
+        aliases = [normalize_name(a, where, line, "alias") for a in al_raw.split(ALIAS_SEPARATOR)] if al_raw else ()
         sex_raw = fields[i_sex].strip().lower() if i_sex < nf else ""
         if sex_raw and sex_raw not in _SEX:
             raise InputFileError(f"{where}: line {line}: sex must be m/f/male/female or empty, got {sex_raw!r}")

@@ -25,7 +25,7 @@ from idia.core import census
 from idia.core.atomic import write_json, write_parquet, write_text
 from idia.core.config import ConfigError, option
 from idia.mine.normalize import normalize_text
-from schemas import LAION_400M
+from schemas import ALIAS_SEPARATOR, LAION_400M, NAMES_CSV_COLUMNS
 
 # Hand-made identities that exercise every hard case. (identity_id, name, aliases, sex)
 SPECIAL = [
@@ -270,9 +270,9 @@ def generate(cfg: SampleConfig) -> dict:
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["identity_id", "name", "aliases", "sex"])
+    w.writerow(NAMES_CSV_COLUMNS)
     for i, name, aliases, sex in idents:
-        w.writerow([i, name, "|".join(aliases), sex or ""])
+        w.writerow([i, name, ALIAS_SEPARATOR.join(aliases), sex or ""])
     write_text(buf.getvalue(), out / "names.csv")
 
     files = {}

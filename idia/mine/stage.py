@@ -208,7 +208,7 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
         "bins": bin_table(lists),
         "buckets_written": len(bucket_rows),
         "match_mode": cfg.match,
-        "spark_master": engine,
+        "engine": engine,
         "work_units": len(units),
         "task_rows": task_rows,
         "stage_s": timings,

@@ -18,6 +18,7 @@ import schemas
 from idia.core import resume
 from idia.core.atomic import write_bytes, write_json, write_parquet, write_text
 from idia.core.config import ConfigError, option, to_dict
+from idia.core.provenance import provenance
 from idia.core.resume import StageFolder
 from idia.core.stats import check_sum
 from idia.world.captions import named_caption, scene_caption, unnamed_person_caption
@@ -339,12 +340,12 @@ def generate_world(
 
     people = plan.people
     write_text(
-        _csv_text(["identity_id", "name", "aliases", "sex"], [[p.identity_id, p.name, "", p.sex] for p in people]),
+        _csv_text(list(schemas.NAMES_CSV_COLUMNS), [[p.identity_id, p.name, "", p.sex] for p in people]),
         out / "identities.csv",
     )
     write_text(
         _csv_text(
-            ["identity_id", "is_member", "n_train_images", "group"],
+            schemas.TRUTH.names,
             [
                 [
                     p.identity_id,
@@ -357,7 +358,7 @@ def generate_world(
         ),
         out / "truth.csv",
     )
-    qcols = ["name", "image_id", "face_id", "url", "bbox", "sha256", "identity_id"]
+    qcols = [*schemas.QUERY_LIST_COLUMNS, *schemas.QUERY_LIST_OPTIONAL_COLUMNS]
     qrows = [[r[c] for c in qcols] for pi in range(len(people)) for r in queries[pi]]
     write_text(_csv_text(qcols, qrows, delimiter="\t"), out / "queries.tsv")
     write_json(
@@ -396,6 +397,7 @@ def generate_world(
         },
     }
     write_json(summary, out / "world.json")
+    write_json({**config, "base_url": base_url, "provenance": provenance()}, out / files.CONFIG_JSON)
     folder.mark_done(info={"hash": whash})
     summary["skipped"] = False
     return summary

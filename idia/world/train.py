@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from idia.core.atomic import atomic_dir, atomic_path
 from idia.core.config import ConfigError, from_dict, option, to_dict
 from idia.core.errors import InputFileError
+from idia.core.provenance import provenance
 from idia.core.resume import StageFolder
 from idia.core.stats import Stats, check_sum
 from idia.evaluate.plots import loss_curve
@@ -337,7 +338,9 @@ def train_tiny_clip(
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS_FILE))
         (tmp / "losses.json").write_text(json.dumps([round(v, 5) for v in losses]) + "\n")
         loss_curve(losses, tmp / "loss.png")
-        (tmp / "config.json").write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
+        (tmp / files.CONFIG_JSON).write_text(
+            json.dumps({**to_dict(cfg), "provenance": provenance()}, indent=2, sort_keys=True) + "\n"
+        )
         (tmp / "train.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         _verify_loads(tmp, model, cfg)
         train_folder(cfg, tmp, world_key).mark_done(info={"hash": thash})

@@ -155,3 +155,18 @@ def test_a_worker_killed_midway_gives_the_same_tables(world):
     assert done_at_kill is not None and done_at_kill < 12, "the run finished before a worker could be killed"
     _same_tables(d / "out1", out)
     assert "identities_attacked" in output  # the one-screen summary
+
+
+def test_the_stage_without_an_engine_gives_the_dask_tables(world):
+    """The attack logic is plain functions: on the in-process executor it writes the same tables as on Dask."""
+    from contextlib import nullcontext
+
+    from idia.attack.stage import run_attack as run_stage
+    from idia.core.tasks import SerialExecutor
+
+    d, spec, cluster = world
+    if not (d / "out1" / "attacks.parquet").exists():
+        run_attack(_cfg(d, spec, cluster, d / "out1"), progress=False)
+    s = run_stage(_cfg(d, spec, cluster, d / "serial"), lambda: nullcontext(SerialExecutor()))
+    assert s["groups_run"] == 12 and s["identities_attacked"] == 10
+    _same_tables(d / "out1", d / "serial")

@@ -40,7 +40,7 @@ def test_mine_on_standalone_cluster_matches_expected(spark_cluster, spark_on_clu
     }
     assert got == summary["expected"]["normalized"]
     assert stats["totals"]["rows_read"] == sum(f["rows"] for f in summary["files"].values())
-    assert stats["work_units"] == 8 and stats["spark_master"] == spark_cluster.url
+    assert stats["work_units"] == 8 and stats["engine"] == spark_cluster.url
     # The tasks ran in the workers' executors (not in the driver): the app had 2 executors registered.
     executors = spark_on_cluster.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1
     assert executors == 2

@@ -372,3 +372,16 @@ def test_merge_sorts_each_bucket_and_counts_unique_non_null_urls(tmp_path):
         ("zed", "f1", 0),
     ]
     assert pq.read_table(out[0]["path"]).schema.equals(MANIFEST)
+
+
+def test_the_stage_runs_without_an_engine(sample, tmp_path):
+    """The mining logic is plain functions: the same stage on the in-process executor gives the oracle's counts."""
+    from contextlib import nullcontext
+
+    from idia.core.tasks import SerialExecutor
+    from idia.mine.stage import run_mine as run_stage
+
+    sample_dir, summary = sample
+    stats = run_stage(cfg(sample_dir, tmp_path / "out", task_rows=500), lambda: nullcontext(SerialExecutor()))
+    assert stats["engine"] == "serial" and stats["work_units"] == 9
+    check_outputs(tmp_path / "out", summary, "normalized")
