@@ -8,7 +8,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(VPY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(VPY))
 
-.PHONY: setup test demo bench clean help
+.PHONY: setup browser test demo bench clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -21,7 +21,12 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 setup: $(STAMP)  ## create .venv with the pinned stack and the `idia` command
 
-test: $(STAMP)  ## set up if needed, then lint, check formatting and run the whole test suite
+browser:  ## headless Chromium for the report's browser test (Debian's package; the test skips where none installs)
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } || \
+		echo "make browser: no Chromium could be installed here; the browser test will skip"
+
+test: $(STAMP) browser  ## set up if needed, then lint, check formatting and run the whole test suite
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VPY) -m pytest -q -ra tests

@@ -129,6 +129,42 @@ def _serve(args) -> int:
     return 0
 
 
+def _lookup(args) -> int:
+    from idia.core.errors import UserError
+    from idia.mine.lookup import closest_names, lookup
+    from pipelines import summaries
+
+    hits = lookup(args.mine, args.query, rows=args.rows)
+    if not hits:
+        near = closest_names(args.mine, args.query)
+        raise UserError(
+            f"lookup: no identity_id or name like {args.query!r} in {args.mine}"
+            + (f"; closest names: {', '.join(near)}" if near else "")
+        )
+    summaries.lookup(hits, args.query)
+    return 0
+
+
+def _check(args) -> int:
+    from idia.attack.check import check_person
+    from pipelines import summaries
+
+    cfg = _cfg(args, "idia.attack.check:CheckConfig")
+    for model in cfg.model:
+        summaries.check(check_person(cfg, model), verbose=not args.brief)
+    return 0
+
+
+def _report(args) -> int:
+    from idia.evaluate.html_report import write_html_report
+    from idia.evaluate.report import report_settings
+
+    k, tau = report_settings(args.run)
+    page = write_html_report(args.run, k, tau, redact=args.redact, path=args.out)
+    print(f"report: {page} (k = {k}, tau = {tau}{', names redacted' if args.redact else ''}); open it in any browser")
+    return 0
+
+
 def _run(args) -> int:
     from pipelines.run import main
 
@@ -180,6 +216,26 @@ def _serve_extra(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port-file", help="write the bound port here once listening (atomic)")
 
 
+def _lookup_extra(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "query",
+        help="a name (matched after the project's normalisation: case, accents, punctuation; "
+        "aliases too) or an identity_id",
+    )
+    p.add_argument("--mine", required=True, help="a finished `idia mine` output folder")
+    p.add_argument("--rows", type=int, default=5, help="manifest rows (URL, caption) to show per identity")
+
+
+def _check_extra(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--brief", action="store_true", help="one line per model, without the per-template table")
+
+
+def _report_extra(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="an `idia run` folder (mine/, attack/, evaluate/, ...)")
+    p.add_argument("--redact", action="store_true", help="identity ids instead of names, for a report that is shared")
+    p.add_argument("--out", help="where to write the page (default RUN/report.html)")
+
+
 def _run_extra(p: argparse.ArgumentParser) -> None:
     from pipelines.run import add_arguments
 
@@ -223,6 +279,27 @@ COMMANDS: dict[str, Command] = {
         "idia.evaluate.stage:EvaluateConfig",
         _evaluate,
         doc="idia.evaluate.stage",
+    ),
+    "lookup": Command(
+        "is this person in the mined dataset, and where? counts, bin, membership, first rows",
+        None,
+        _lookup,
+        _lookup_extra,
+        doc="idia.mine.lookup",
+    ),
+    "check": Command(
+        "does a model know this person? the IDIA for one person from their own photos",
+        "idia.attack.check:CheckConfig",
+        _check,
+        _check_extra,
+        doc="idia.attack.check",
+    ),
+    "report": Command(
+        "write a run's report.html again (e.g. --redact for a report that is shared)",
+        None,
+        _report,
+        _report_extra,
+        doc="idia.evaluate.html_report",
     ),
     "world": Command(
         "generate the synthetic world (identities, images, caption shards, query list)",

@@ -172,7 +172,7 @@ class _Stages:
         return out
 
 
-def run_pipeline(cfg: PipelineConfig, force: bool = False) -> dict:
+def run_pipeline(cfg: PipelineConfig, force: bool = False, redact: bool = False) -> dict:
     """Run every stage in order; all stage configs are built and validated before anything runs."""
     from idia.evaluate.stage import run_evaluate
     from jobs.attack import run_attack
@@ -221,12 +221,61 @@ def run_pipeline(cfg: PipelineConfig, force: bool = False) -> dict:
         cfg.headline_k,
         stages.summaries,
         stages.times,
+        redact,
     )
+    if plan.world:
+        summary["checks"] = demo_checks(plan)
+        summary["text"] += "\n" + "\n".join(c["line"] for c in summary["checks"])
     summary["wall_s"] = round(time.time() - t0, 1)
     summary["stage_seconds"] = {k: round(v, 1) for k, v in stages.times.items()}
     summary["stages"] = {k: v for k, v in stages.summaries.items() if k != "report"}
     write_json(summary, out / files.SUMMARY_JSON)
     return summary
+
+
+def demo_checks(plan: Plan) -> list[dict]:
+    """`idia check` on the world's first main-group member and first non-member, from their query photos: what a
+    person asking "does this model know MY face?" would see."""
+    from idia.attack.check import CheckConfig, check_person
+    from idia.evaluate.sweep import read_truth_csv
+    from idia.mine.names import read_names
+    from idia.world.generate import query_image_relpath
+
+    w, _, _, world_dir, model_dir = plan.world
+    truth = read_truth_csv(world_dir / files.TRUTH_CSV).sort_values("identity_id")
+    people = {r["identity_id"]: r for r in read_names(world_dir / files.WORLD_IDENTITIES_CSV).to_pylist()}
+    picks = [truth[truth["group"] == "main"], truth[~truth["is_member"]]]
+    out = []
+    for rows, what in zip(picks, ("a member", "a non-member")):
+        if rows.empty:
+            continue
+        iid = rows["identity_id"].iloc[0]
+        person = people[iid]
+        photos = (world_dir / query_image_relpath(iid, 0)).parent
+        cfg = CheckConfig(
+            name=person["name"],
+            photos=str(photos),
+            model=[f"local-dir:{model_dir}"],
+            sex=person["sex"],
+            mine=plan.mine.out,
+            cache_dir=plan.attack.cache_dir,
+        )
+        r = check_person(cfg, cfg.model[0])
+        line = (
+            f"idia check --name {person['name']!r} ({what}, {iid}): {r['verdict']}, own name the plurality in "
+            f"{int(r['correct_templates'])} of {r['templates']} templates from {r['photos']} photos "
+            f"({r['captions']} captions; {r['seconds']} s)"
+        )
+        out.append(
+            {
+                "identity_id": iid,
+                "truth": what,
+                "verdict": r["verdict"],
+                "correct_templates": r["correct_templates"],
+                "line": line,
+            }
+        )
+    return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -246,6 +295,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start every stage over instead of resuming (also over folders made with other settings)",
     )
+    p.add_argument("--redact", action="store_true", help="report.html with identity ids instead of names (to share it)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -255,6 +305,6 @@ def main(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(plan_pipeline(cfg, args.force).resolved(), indent=2, sort_keys=True, default=str))
         return 0
-    summary = run_pipeline(cfg, args.force)
+    summary = run_pipeline(cfg, args.force, args.redact)
     print("\n" + summary["text"])
     return 0

@@ -104,3 +104,36 @@ def train(info: dict, out: str) -> None:
     print(f"  loss {info['loss_first_10pct']:.3f} (first 10%) -> {info['loss_last_10pct']:.3f} (last 10%)")
     print(f"  time: load {info['load_seconds']} s, train {info['train_seconds']} s; rows {info['stats']}")
     print(f"  files: open_clip_config.json, open_clip_model.safetensors, loss.png, losses.json, {files.TRAIN_JSON}")
+
+
+def lookup(hits: list[dict], query: str) -> None:
+    print(f"lookup {query!r}: {len(hits)} identit{'y' if len(hits) == 1 else 'ies'}")
+    for h in hits:
+        aliases = f" (aliases: {', '.join(h['aliases'])})" if h["aliases"] else ""
+        print(f"  {h['identity_id']}  {h['name']}{aliases}")
+        print(
+            f"    {h['n_captions']} captions, {h['n_unique_urls']} unique URLs ({h['match_mode']} matching); "
+            f"bin {h['bin']}; {h['membership'].replace('_', '-')}"
+            f"{'' if h['in_eval_subset'] else '; outside the evaluation subset'}"
+        )
+        for r in h["rows"]:
+            text = (r["TEXT"] or "").replace("\n", " ")
+            print(f"    {r['URL']}  {text[:100]}{'...' if len(text) > 100 else ''}")
+
+
+def check(r: dict, verbose: bool = True) -> None:
+    draws = "" if r["draws"] == 1 else f", {r['draws']} draws, member in {r['member_rate']:.0%} of them"
+    caps = f"; {r['captions']} captions in the mining run" if "captions" in r else ""
+    correct = r["correct_templates"]
+    correct = f"{correct:.1f}" if isinstance(correct, float) and not correct.is_integer() else f"{int(correct)}"
+    print(
+        f"check {r['name']!r} with {r['model']}: {r['verdict'].upper()} - own name the plurality in {correct} of "
+        f"{r['templates']} templates ({r['photos']} photos, k = {r['k']}{draws}; {r['candidates']} candidates; "
+        f"{r['seconds']} s){caps}"
+    )
+    if r["unreadable"]:
+        print(f"  {r['unreadable']} photo(s) could not be read and were left out")
+    if verbose:
+        for t in r["per_template"]:
+            who = t["plurality"] or "(tie)"
+            print(f"  {'+' if t['correct'] else ' '} {t['template']:<40} {who} ({t['votes']} of {r['photos']} photos)")

@@ -18,14 +18,14 @@ def _fmt(ms: tuple[float, float] | None) -> str:
     return "n/a" if ms is None else f"{ms[0]:.3f} ± {ms[1]:.3f}"
 
 
-def _accounting(out: Path) -> list[str]:
+def accounting_lines(out: Path) -> list[str]:
     """Where every caption row, URL and identity ended up, read back from each stage's own stats."""
     rows = []
     mine = out / files.RUN_STAGE_DIRS["mine"] / files.STATS_JSON
     if mine.is_file():
         t = json.loads(mine.read_text())["totals"]
         rows.append(
-            f"- mine: {t['rows_read']} caption rows read = {t['null_or_empty']} null/empty + {t['unmatched']} "
+            f"mine: {t['rows_read']} caption rows read = {t['null_or_empty']} null/empty + {t['unmatched']} "
             f"unmatched + {t['matched']} matched; {t['identities_with_match']} of {t['identities']} identities "
             f"matched at least once; {t['files_read']} of {t['files_in']} files read, {t['files_skipped']} skipped"
         )
@@ -34,7 +34,7 @@ def _accounting(out: Path) -> list[str]:
         t = json.loads(dl.read_text())["totals"]
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(t["failed_by_reason"].items())) or "none"
         rows.append(
-            f"- download: {t['requested']} URLs requested = {t['downloaded']} downloaded + {t['failed']} failed "
+            f"download: {t['requested']} URLs requested = {t['downloaded']} downloaded + {t['failed']} failed "
             f"(by reason: {reasons}); {t['identities_with_images']} of {t['identities']} identities have images"
         )
     at = out / files.RUN_STAGE_DIRS["attack"] / files.STATS_JSON
@@ -42,7 +42,7 @@ def _accounting(out: Path) -> list[str]:
         t = json.loads(at.read_text())
         skipped = t["identities_in"] - t["identities_attacked"]
         rows.append(
-            f"- attack: {t['identities_in']} identities = {t['identities_attacked']} attacked + {skipped} skipped "
+            f"attack: {t['identities_in']} identities = {t['identities_attacked']} attacked + {skipped} skipped "
             f"(reasons in attack/attack_status.parquet); {t['images_listed']} images listed, "
             f"{t['images_encoded']} encoded; {t['text_prompts_computed']} text prompts computed "
             f"(text cache {'hit' if t['text_cache_hit'] else 'miss'})"
@@ -50,16 +50,31 @@ def _accounting(out: Path) -> list[str]:
     return rows
 
 
-def write_report(out: Path, world_dir: Path | None, k: int, summaries: dict, times: dict) -> dict:
+def report_settings(run: str | Path) -> tuple[int, int]:
+    """The report's k and tau for a finished run folder, as `idia run` chose them."""
+    run = Path(run)
+    summary = run / files.SUMMARY_JSON
+    if summary.is_file():
+        s = json.loads(summary.read_text())
+        return int(s["k"]), int(s["tau"])
+    ev = json.loads((run / files.RUN_STAGE_DIRS["evaluate"] / files.STATS_JSON).read_text())
+    return int(ev["k"]), int(ev["tau"])
+
+
+def report_k(ks: list[int], k: int) -> int:
+    """The headline k, or the nearest k the attack ran when it did not run that one (few images per identity)."""
+    return k if k in ks or not ks else min(ks, key=lambda x: (abs(x - k), x))
+
+
+def write_report(out: Path, world_dir: Path | None, k: int, summaries: dict, times: dict, redact: bool = False) -> dict:
+    """report.md and report.html in the run folder; returns the headline and the text the run prints."""
     out = Path(out)
     ev = out / files.RUN_STAGE_DIRS["evaluate"]
     metrics = pq.read_table(ev / files.METRICS_PARQUET).to_pandas()
     attacks = pq.read_table(out / files.RUN_STAGE_DIRS["attack"] / files.ATTACKS_PARQUET).to_pandas()
     acfg = json.loads((out / files.RUN_STAGE_DIRS["attack"] / files.CONFIG_JSON).read_text())
     tau = int(summaries.get("evaluate", {}).get("tau") or acfg.get("tau", 1))
-    ks = sorted(set(attacks["k"]))
-    if k not in ks:  # an identity list with fewer images than the headline k: report the nearest k run
-        k = min(ks, key=lambda x: (abs(x - k), x)) if ks else k
+    k = report_k(sorted(set(attacks["k"])), k)
     head = headline(metrics, k, tau)
 
     lines = [
@@ -119,10 +134,17 @@ def write_report(out: Path, world_dir: Path | None, k: int, summaries: dict, tim
         if "sweep" not in png.name:
             lines += [f"![{png.stem}](evaluate/plots/{png.name})", ""]
 
-    lines += ["## Accounting", "", *_accounting(out), "", "## Stages", "", "| stage | seconds |", "|---|---|"]
+    lines += ["## Accounting", "", *(f"- {x}" for x in accounting_lines(out)), "", "## Stages", ""]
+    lines += ["| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {times.get(name, 0):.1f} |" for name in summaries]
     lines.append("")
     lines.append("Outputs hold personal data (names and faces): keep the run folder private.")
     write_text("\n".join(lines) + "\n", out / files.REPORT_MD)
+    from idia.evaluate.html_report import write_html_report
+
+    page = write_html_report(out, k, tau, times, redact=redact)
     text.append(f"report: {out / files.REPORT_MD}")
+    text.append(
+        f"report.html (one self-contained page, plots inside; open it in any browser): {page.resolve().as_uri()}"
+    )
     return {"k": k, "tau": tau, "headline": {m: v[0] for m, v in head.items()}, "text": "\n".join(text)}

@@ -154,3 +154,133 @@ def test_dry_run_prints_every_resolved_stage_with_overrides(tmp_path, capsys):
     assert resolved["mine"]["out"] == "runs/x/mine" and resolved["attack"]["model"] == "local-dir:runs/x/model"
     assert not (tmp_path / "runs").exists()
     assert cli_main(["run", str(cfgfile), "--dry-run", "--set", "attack.bogus=1"]) == 2
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_report_html_is_self_contained(run):
+    _, out, summary = run
+    page = (out / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page  # no external URL: nothing is fetched when it opens
+    import re
+
+    srcs = re.findall(r'src="([^"]*)"', page)
+    assert len(srcs) >= 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    for section in (
+        "Headline",
+        "Injection sweep",
+        "Rates per occurrence bin",
+        "Metrics per k",
+        "Metrics per tau",
+        "Per identity",
+        "Accounting",
+        "Configuration and versions",
+        "Personal data",
+    ):
+        assert section in page, section
+    names = pd.read_csv(out / "world" / "identities.csv")["name"].tolist()
+    assert sum(n in page for n in names) == len(names)  # every identity attacked or skipped is in the table
+    assert "report.html" in summary["text"]
+
+
+def test_report_html_renders_in_a_real_browser(run, tmp_path):
+    """Headless Chromium: the page loads without script errors, every image decodes, a phone-width screenshot."""
+    import subprocess
+
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no Chromium on this machine (make browser installs Debian's package where apt-get works)")
+    _, out, _ = run
+    url = (out / "report.html").resolve().as_uri()
+    base = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=5000"]
+    dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    import re
+
+    body = re.search(r"<body([^>]*)>", dom.stdout).group(1)
+    assert 'data-errors="0"' in body, body
+    ok, total = map(int, re.search(r'data-images-ok="(\d+)/(\d+)"', body).groups())
+    assert total >= 4 and ok == total
+    shot = tmp_path / "report.png"
+    subprocess.run([*base, "--window-size=412,2400", f"--screenshot={shot}", url], capture_output=True, timeout=120)
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000
+    import struct
+
+    assert struct.unpack(">II", data[16:24]) == (412, 2400)
+
+
+def test_redacted_report_shows_ids_not_names(run, tmp_path):
+    _, out, _ = run
+    target = tmp_path / "shared.html"
+    assert cli_main(["report", str(out), "--redact", "--out", str(target)]) == 0
+    page = target.read_text()
+    ids = pd.read_csv(out / "world" / "identities.csv")
+    assert not any(n in page for n in ids["name"]) and all(i in page for i in ids["identity_id"])
+
+
+def test_lookup_gives_the_mined_count_for_every_identity(run, capsys):
+    from idia.mine.lookup import lookup
+
+    _, out, _ = run
+    counts = pq.read_table(out / "mine" / "counts.parquet").to_pandas()
+    for r in counts.itertuples():
+        (hit,) = lookup(out / "mine", r.name.upper(), rows=3)  # names match after normalisation
+        assert (hit["identity_id"], hit["n_captions"], hit["n_unique_urls"]) == (
+            r.identity_id,
+            r.n_captions,
+            r.n_unique_urls,
+        )
+        assert len(hit["rows"]) == min(3, r.n_captions)
+    assert cli_main(["lookup", counts["identity_id"][0], "--mine", str(out / "mine")]) == 0
+    assert counts["name"][0] in capsys.readouterr().out
+    assert cli_main(["lookup", "Nobody Atall", "--mine", str(out / "mine")]) == 2
+    assert "closest names" in capsys.readouterr().err
+
+
+def test_check_one_person_from_their_photos(run, tmp_path):
+    """`idia check`: the member the attack found most surely is a member; a non-member is not; bad photo folders."""
+    import shutil
+
+    from idia.attack.check import CheckConfig, check_person
+    from idia.core.errors import InputFileError
+
+    cfg, out, summary = run
+    assert [c["truth"] for c in summary["checks"]] == ["a member", "a non-member"]
+    assert summary["checks"][1]["verdict"] == "not member"
+    truth = pd.read_csv(out / "world" / "truth.csv")
+    people = pd.read_csv(out / "world" / "identities.csv").set_index("identity_id")
+    attacks = pq.read_table(out / "attack" / "attacks.parquet").to_pandas()
+    at_k = attacks[attacks["k"] == attacks["k"].max()].groupby("identity_id")["correct_templates"].mean()
+    best = at_k[at_k.index.isin(truth[truth["is_member"]]["identity_id"])].idxmax()
+    photos = out / "world" / "images" / "queries" / best
+    cache = str(out.parent / "text-cache")
+    r = check_person(
+        CheckConfig(
+            name=people.loc[best, "name"],
+            photos=str(photos),
+            model=[f"local-dir:{out / 'model'}"],
+            sex=people.loc[best, "sex"],
+            mine=str(out / "mine"),
+            cache_dir=cache,
+        ),
+        f"local-dir:{out / 'model'}",
+    )
+    assert r["verdict"] == "member" and r["correct_templates"] >= 1 and len(r["per_template"]) == 21
+    assert r["captions"] > 0 and r["photos"] == len(list(photos.glob("*.jpg")))
+    bad = tmp_path / "photos"
+    shutil.copytree(photos, bad)
+    (bad / "broken.jpg").write_bytes(b"not a photo")
+    r2 = check_person(
+        CheckConfig(name="Some One", photos=str(bad), model=["x"], k=3, draws=4, cache_dir=cache),
+        f"local-dir:{out / 'model'}",
+    )
+    assert r2["unreadable"] == 1 and r2["k"] == 3 and r2["draws"] == 4
+    with pytest.raises(
+        InputFileError, match=r"readable photo\(s\), the check needs at least 99; unreadable: broken.jpg"
+    ):
+        check_person(CheckConfig(name="Some One", photos=str(bad), model=["x"], k=99), "x")
