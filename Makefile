@@ -8,7 +8,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(VPY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(VPY))
 
-.PHONY: setup browser test demo bench clean help
+.PHONY: setup browser test demo demo-seeds bench clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -33,6 +33,9 @@ test: $(STAMP) browser  ## set up if needed, then lint, check formatting and run
 
 demo: $(STAMP)  ## set up if needed, then run the embedded end-to-end demo (synthetic world, tiny CLIP)
 	$(VENV)/bin/idia run pipelines/demo.yaml
+
+demo-seeds: $(STAMP)  ## the demo over training seeds 0, 1, 2 (three worlds and models, ~12 min): rates as mean ± std over seeds
+	$(VENV)/bin/idia run pipelines/demo.yaml --seeds 0,1,2 --out runs/demo-seeds
 
 bench: $(STAMP)  ## run the CPU benchmarks recorded in BENCHMARKS.md (tens of minutes; bench/attack_gpu.sh is for a GPU)
 	$(VPY) -m bench.mine --rlike-rows 20000

@@ -44,6 +44,7 @@ class PipelineConfig:
     evaluate: dict = field(default_factory=dict)  # EvaluateConfig keys
     compare_published: bool = False  # set the mined occurrence table beside the study's published one
     headline_k: int = 10  # the k whose metrics the summary prints
+    seeds: list[int] | None = None  # with a world: one world + tiny CLIP + attack per seed, rates over seeds
 
 
 def apply_overrides(data: dict, assignments: list[str]) -> dict:
@@ -172,8 +173,43 @@ class _Stages:
         return out
 
 
-def run_pipeline(cfg: PipelineConfig, force: bool = False, redact: bool = False) -> dict:
+def seed_config(cfg: PipelineConfig, seed: int) -> PipelineConfig:
+    """The one-seed pipeline of a multi-seed run: its own folder; the world, training and attack seeds all `seed`."""
+    w = dataclasses.replace(
+        cfg.world, config={**cfg.world.config, "seed": seed}, train={**cfg.world.train, "seed": seed}
+    )
+    return dataclasses.replace(
+        cfg, out=str(Path(cfg.out) / f"seed-{seed}"), world=w, attack={**cfg.attack, "seed": seed}, seeds=None
+    )
+
+
+def run_seeds(cfg: PipelineConfig, force: bool = False, redact: bool = False) -> dict:
+    """The controlled experiment once per seed, then every group's rate as mean ± std over seeds."""
+    from idia.evaluate.seeds import aggregate_seeds, write_seeds_report
+
+    if not cfg.world:
+        raise ConfigError("seeds: a run over several seeds needs the world section (the controlled experiment)")
+    if len(set(cfg.seeds)) != len(cfg.seeds) or len(cfg.seeds) < 2:
+        raise ConfigError(f"seeds: give at least two distinct seeds, got {cfg.seeds}")
+    plans = [plan_pipeline(seed_config(cfg, s), force) for s in cfg.seeds]  # every seed validated before any runs
+    t0 = time.time()
+    runs, headlines, last = {}, {}, {}
+    for i, (s, plan) in enumerate(zip(cfg.seeds, plans), 1):
+        print(f"\n##### seed {s} ({i} of {len(cfg.seeds)}) -> {plan.out} #####", flush=True)
+        last = run_pipeline(seed_config(cfg, s), force, redact, checks=False)
+        runs[s], headlines[s] = plan.out, last["headline"]
+    out = Path(cfg.out)
+    write_json(to_dict(cfg), out / files.PIPELINE_CONFIG_JSON)
+    summary = write_seeds_report(out, aggregate_seeds(runs), headlines, last["k"], last["tau"])
+    summary["wall_s"] = round(time.time() - t0, 1)
+    write_json(summary, out / files.SUMMARY_JSON)
+    return summary
+
+
+def run_pipeline(cfg: PipelineConfig, force: bool = False, redact: bool = False, checks: bool = True) -> dict:
     """Run every stage in order; all stage configs are built and validated before anything runs."""
+    if cfg.seeds:
+        return run_seeds(cfg, force, redact)
     from idia.evaluate.stage import run_evaluate
     from jobs.attack import run_attack
     from jobs.download import run_download
@@ -223,7 +259,7 @@ def run_pipeline(cfg: PipelineConfig, force: bool = False, redact: bool = False)
         stages.times,
         redact,
     )
-    if plan.world:
+    if plan.world and checks:
         summary["checks"] = demo_checks(plan)
         summary["text"] += "\n" + "\n".join(c["line"] for c in summary["checks"])
     summary["wall_s"] = round(time.time() - t0, 1)
@@ -296,14 +332,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="start every stage over instead of resuming (also over folders made with other settings)",
     )
     p.add_argument("--redact", action="store_true", help="report.html with identity ids instead of names (to share it)")
+    p.add_argument(
+        "--seeds",
+        help="comma-separated seeds (world + model + attack each), e.g. 0,1,2: every group's rate "
+        "as mean ± std over seeds; overrides the config's `seeds`",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     cfg = load_pipeline(args.config, args.set)
     if args.out:
         cfg = dataclasses.replace(cfg, out=args.out)
+    if args.seeds:
+        try:
+            cfg = dataclasses.replace(cfg, seeds=[int(x) for x in args.seeds.split(",") if x.strip()])
+        except ValueError:
+            raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated whole numbers") from None
     if args.dry_run:
-        print(json.dumps(plan_pipeline(cfg, args.force).resolved(), indent=2, sort_keys=True, default=str))
+        if cfg.seeds:
+            resolved = {f"seed-{s}": plan_pipeline(seed_config(cfg, s), args.force).resolved() for s in cfg.seeds}
+        else:
+            resolved = plan_pipeline(cfg, args.force).resolved()
+        print(json.dumps(resolved, indent=2, sort_keys=True, default=str))
         return 0
     summary = run_pipeline(cfg, args.force, args.redact)
     print("\n" + summary["text"])

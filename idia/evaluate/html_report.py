@@ -252,18 +252,77 @@ def write_html_report(
         f"</summary><pre>{_e(json.dumps(config, indent=2, sort_keys=True, default=str))}</pre></details>"
         f"<pre>{_e(json.dumps(versions, indent=2, sort_keys=True))}</pre>"
     )
-    parts.append(
-        '<h2>Personal data</h2><p class="notice">This report and its run folder hold personal data: names, '
-        "and in the run folder faces. Keep them private; share only a report written with --redact "
-        "(identity ids instead of names).</p>"
-    )
-    page = (
+    parts.append(_PRIVACY)
+    target = Path(path) if path else out / REPORT_HTML
+    write_text(_page("IDIA run report", parts), target)
+    return target
+
+
+_PRIVACY = (
+    '<h2>Personal data</h2><p class="notice">This report and its run folder hold personal data: names, '
+    "and in the run folder faces. Keep them private; share only a report written with --redact "
+    "(identity ids instead of names).</p>"
+)
+
+
+def _page(title: str, parts: list[str]) -> str:
+    return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>IDIA run report</title><style>{_CSS}</style></head><body>"
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
         + "\n".join(parts)
         + f"<script>{_SCRIPT}</script></body></html>\n"
     )
-    target = Path(path) if path else out / REPORT_HTML
-    write_text(page, target)
+
+
+def seeds_page(out: Path, table: pd.DataFrame, headlines: dict[int, dict], k: int, tau: int, plot: Path) -> Path:
+    """report.html of a multi-seed run: every group's rate as mean ± std over seeds, the plot, per-seed headlines
+    (each seed's own report.html holds its details)."""
+    seeds = sorted(headlines)
+    parts = [
+        f"<h1>IDIA over training seeds</h1><p>Seeds {_e(', '.join(map(str, seeds)))}: one world, tiny CLIP and "
+        f"attack each (folders <code>seed-N/</code>, each with its own report.html); k = {k}, tau = {tau}. Per "
+        "seed a group's rate is the mean over draws; over seeds: mean ± sample std (ddof = 1), and the mean "
+        "spread over draws beside it.</p>"
+    ]
+    parts.append(
+        _table(
+            [
+                "group",
+                "training images each",
+                "identities",
+                "rate",
+                "mean over seeds",
+                "std over seeds",
+                "std over draws (mean)",
+                "per seed",
+            ],
+            [
+                [
+                    r.group,
+                    r.n_train_images,
+                    r.n_identities,
+                    r.rate.upper(),
+                    r.mean_over_seeds,
+                    r.std_over_seeds,
+                    r.mean_std_over_draws,
+                    r.per_seed,
+                ]
+                for r in table.itertuples()
+            ],
+            numeric={1, 2, 4, 5, 6},
+        )
+    )
+    parts.append(_img(plot, "TPR against training images per member, over seeds"))
+    parts.append(
+        "<h2>Headline per seed</h2>"
+        + _table(
+            ["seed", "TPR", "FPR", "accuracy"],
+            [[s, headlines[s].get("tpr"), headlines[s].get("fpr"), headlines[s].get("accuracy")] for s in seeds],
+            numeric={1, 2, 3},
+        )
+    )
+    parts.append(_PRIVACY)
+    target = Path(out) / REPORT_HTML
+    write_text(_page("IDIA over training seeds", parts), target)
     return target

@@ -111,3 +111,39 @@ def loss_curve(losses: list[float], path: Path) -> Path:
     ax.legend()
     fig.tight_layout()
     return _save(fig, path, dpi=100, tight=False)
+
+
+def seeds_sweep_plot(table: pd.DataFrame, k: int, path: Path) -> Path:
+    """Members' TPR against training images over several seeds: errorbars = std over seeds, band = spread over draws
+    (mean over seeds); the non-members' FPR as a line with its band."""
+    mem = (
+        table[table["is_member"]]
+        .groupby("n_train_images", as_index=False)
+        .agg(mean=("mean_over_seeds", "mean"), seeds=("std_over_seeds", "mean"), draws=("mean_std_over_draws", "mean"))
+    )
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    xs = [int(x) for x in mem["n_train_images"]]
+    ax.fill_between(
+        xs,
+        (mem["mean"] - mem["draws"]).clip(0, 1),
+        (mem["mean"] + mem["draws"]).clip(0, 1),
+        alpha=0.2,
+        label="± std over draws (mean over seeds)",
+    )
+    ax.errorbar(xs, mem["mean"], yerr=mem["seeds"], marker="o", capsize=3, label="members: TPR, ± std over seeds")
+    non = table[~table["is_member"]]
+    if len(non):
+        ax.axhline(float(non["mean_over_seeds"].iloc[0]), color="tab:red", ls="--", label="non-members: FPR")
+    ax.set_xscale("log")
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.minorticks_off()
+    ax.set_xlim(min(xs) * 0.8, max(xs) * 1.25)
+    ax.set(
+        xlabel="training images per member",
+        ylabel=f"rate at k = {k}",
+        ylim=(-0.02, 1.02),
+        title=f"IDIA vs images of a person in training, over {int(table['n_seeds'].max())} seeds",
+    )
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path, dpi=120, tight=False)
