@@ -54,6 +54,11 @@ class WorldConfig:
     shard_rows: int = option(2000, help="rows per laion/part-NNNNN.parquet")
     first_name_top: int = option(1000, help="first names drawn from the top-N per sex of the `names` package lists")
     surname_top: int = option(1000, help="surnames drawn from the top-N 2010 census surnames")
+    distinct_looks: bool = option(
+        True,
+        help="no two identities under test share skin, hair colour and hair style (off: the look-alikes of "
+        "earlier worlds, which made a few members unlearnable for some seeds)",
+    )
     workers: int = option(2, execution=True, help="processes rendering images (does not change the output)")
 
     def validate(self) -> None:
@@ -137,7 +142,11 @@ def plan_world(cfg: WorldConfig) -> _Plan:
     cfg.validate()
     n_sweep = cfg.n_per_sweep * len(cfg.sweep_images)
     people = generate_people(
-        cfg.n_main + n_sweep + cfg.n_non_members, cfg.seed, first_top=cfg.first_name_top, surname_top=cfg.surname_top
+        cfg.n_main + n_sweep + cfg.n_non_members,
+        cfg.seed,
+        first_top=cfg.first_name_top,
+        surname_top=cfg.surname_top,
+        distinct_looks=cfg.distinct_looks,
     )
     rng = np.random.default_rng([cfg.seed, 0x6E0])
     order = rng.permutation(len(people))  # group assignment independent of generation order

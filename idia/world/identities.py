@@ -126,15 +126,22 @@ def _conflicts(name: str, taken: list[str]) -> bool:
     return any(low in t or t in low for t in taken)
 
 
+def look(appearance: Appearance) -> tuple:
+    """What tells two faces apart at a glance in the tiny model's 64 px: skin, hair colour and hair style."""
+    return (appearance.skin, appearance.hair_colour, appearance.hair_style)
+
+
 def generate_people(
-    n: int, seed: int, prefix: str = "w", first_top: int = 1000, surname_top: int = 1000
+    n: int, seed: int, prefix: str = "w", first_top: int = 1000, surname_top: int = 1000, distinct_looks: bool = False
 ) -> list[Person]:
-    """`n` people with unique, mutually non-overlapping fictional names and their appearances."""
+    """`n` people with unique, mutually non-overlapping fictional names and their appearances. `distinct_looks`:
+    no two share skin, hair colour and hair style (look-alikes made some members of a small world unlearnable)."""
     rng = np.random.default_rng([seed, 0x1D1A])
     firsts = {s: census.first_names(s, first_top) for s in SEXES}
     surnames = census.surnames(surname_top)
     people: list[Person] = []
     taken: list[str] = []
+    looks: set[tuple] = set()
     width = max(4, len(str(n - 1)))
     while len(people) < n:
         sex = SEXES[int(rng.integers(2))]
@@ -143,5 +150,11 @@ def generate_people(
             continue
         taken.append(name.lower())
         idx = len(people)
-        people.append(Person(f"{prefix}{idx:0{width}d}", name, sex, random_appearance(rng, sex)))
+        appearance = random_appearance(rng, sex)
+        for _ in range(100):  # 10 skins x 12 hair colours x 6-8 styles: a distinct look is found in a few draws
+            if not distinct_looks or look(appearance) not in looks:
+                break
+            appearance = random_appearance(rng, sex)
+        looks.add(look(appearance))
+        people.append(Person(f"{prefix}{idx:0{width}d}", name, sex, appearance))
     return people

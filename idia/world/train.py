@@ -33,9 +33,9 @@ class TrainConfig:
     """Tiny CLIP training. Defaults are the end-to-end demo's; PRESETS["reduced"] is the test-suite run."""
 
     seed: int = option(0, help="seed of initialisation and batch order")
-    steps: int = option(600, help="optimizer steps")
+    steps: int = option(900, help="optimizer steps")
     batch_size: int = option(128, help="image-caption pairs per step")
-    lr: float = option(1e-3, help="peak learning rate (cosine schedule after warm-up)")
+    lr: float = option(2e-3, help="peak learning rate (cosine schedule after warm-up)")
     weight_decay: float = option(0.1, help="AdamW weight decay (matrices only)")
     warmup_steps: int = option(50, help="linear learning-rate warm-up steps")
     embed_dim: int = option(128, help="joint embedding width")
@@ -52,6 +52,11 @@ class TrainConfig:
     context_length: int = option(32, help="text tokens per caption")
     threads: int = option(2, execution=True, help="torch CPU threads")
     checkpoint_every: int = option(100, execution=True, help="steps between resume checkpoints (0: none)")
+    augment: bool = option(
+        True,
+        help="identity-keeping augmentation per step: a random crop of 80-100% of the "
+        "image resized back, and brightness and contrast jitter of up to 10%",
+    )
 
     def validate(self) -> None:
         for k in (
@@ -125,6 +130,7 @@ PRESETS: dict[str, TrainConfig] = {
         text_heads=2,
         checkpoint_every=0,
         threads=1,
+        augment=False,
     ),
 }
 
@@ -188,6 +194,23 @@ def load_world_pairs(world_dir: str | Path, preprocess, stats: Stats, progress: 
     if not images:
         raise InputFileError(f"{world_dir}: no caption row has an image on disk")
     return torch.stack(images), captions
+
+
+def augment_batch(x, gen):
+    """Identity-keeping augmentation of a normalised image batch [B, C, H, W]: one random crop (80-100% of the side,
+    anywhere) resized back, and a brightness shift and contrast scale of up to 10% per image. Seeded by `gen`."""
+    import torch
+    import torch.nn.functional as F
+
+    b, _, h, w = x.shape
+    side = int(h * (0.8 + 0.2 * float(torch.rand(1, generator=gen))))
+    top = int(torch.randint(0, h - side + 1, (1,), generator=gen))
+    left = int(torch.randint(0, w - side + 1, (1,), generator=gen))
+    x = F.interpolate(x[:, :, top : top + side, left : left + side], size=(h, w), mode="bilinear", align_corners=False)
+    scale = 1 + 0.1 * (2 * torch.rand(b, 1, 1, 1, generator=gen) - 1)
+    shift = 0.1 * (2 * torch.rand(b, 1, 1, 1, generator=gen) - 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) * scale + mean + shift
 
 
 def _lr_at(step: int, cfg: TrainConfig) -> float:
@@ -285,7 +308,10 @@ def train_tiny_clip(
         pos += batch
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
-        img_f = model.encode_image(images[idx].float(), normalize=True)
+        x = images[idx].float()
+        if cfg.augment:
+            x = augment_batch(x, gen)
+        img_f = model.encode_image(x, normalize=True)
         txt_f = model.encode_text(tokens[idx], normalize=True)
         loss = loss_fn(img_f, txt_f, model.logit_scale.exp())
         opt.zero_grad(set_to_none=True)
