@@ -70,6 +70,7 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type, title: str | 
                 kw["type"] = str  # "1,3,5": parsed by the config loader, which names the key on error
             else:
                 kw["nargs"] = "+"
+                kw["action"] = "extend"  # --model a b and --model a --model b both give [a, b]
         elif origin is dict or base is dict:
             kw["action"] = "append"
         elif base in (int, float, str):
