@@ -106,22 +106,21 @@ def _read_json(path: Path) -> dict:
 
 def rates_per_bin(attacks: pd.DataFrame, occurrences: pd.DataFrame, k: int) -> list[list]:
     """Per occurrence bin (the study's table): members, and the share of draws predicted member at k (mean, std)."""
-    a = attacks[attacks["k"] == k][["identity_id", "draw", "predicted_member"]]
-    d = a.merge(occurrences[["identity_id", "bin", "membership", "count"]], on="identity_id", how="inner")
-    rows = []
-    for (b, membership), g in d.groupby(["bin", "membership"], sort=False):
-        per_draw = g.groupby("draw")["predicted_member"].mean()
-        rows.append(
-            [
-                b,
-                int(g["count"].min()),
-                membership,
-                int(g["identity_id"].nunique()),
-                "TPR" if membership == "member" else "FPR",
-                float(per_draw.mean()),
-                float(per_draw.std(ddof=0)) if len(per_draw) > 1 else 0.0,
-            ]
-        )
+    from idia.evaluate.sweep import rates_by
+
+    table = occurrences[["identity_id", "bin", "membership", "count"]]
+    rows = [
+        [
+            b,
+            int(g["count"].min()),
+            membership,
+            r["n_identities"],
+            "TPR" if membership == "member" else "FPR",
+            r["mean"],
+            r["std"],
+        ]
+        for (b, membership), g, r in rates_by(attacks, table, k, ["bin", "membership"])
+    ]
     rows.sort(key=lambda r: (r[2] != "member", r[1]))
     return [[r[0], r[2], r[3], r[4], r[5], r[6]] for r in rows]
 
@@ -238,15 +237,12 @@ def write_html_report(
         parts.append(
             "<h2>Stages</h2>" + _table(["stage", "seconds"], [[n, round(t, 1)] for n, t in times.items()], numeric={1})
         )
+    stages = {name: _read_json(d[name] / files.CONFIG_JSON) for name in ("mine", "download", "attack", "evaluate")}
+    versions = stages["evaluate"].get("provenance") or {}
     config = {"pipeline": _read_json(out / files.PIPELINE_CONFIG_JSON)}
-    for name in ("mine", "download", "attack", "evaluate"):
-        c = _read_json(d[name] / files.CONFIG_JSON)
-        config[name] = c.get("config", c) if name == "download" else c
-        prov = c.get("provenance")
-    versions = {k: v for k, v in (prov or {}).items()}
-    for c in config.values():
-        if isinstance(c, dict):
-            c.pop("provenance", None)
+    for name, c in stages.items():
+        c = c.get("config", c) if name == "download" else c  # the download folder nests its config
+        config[name] = {k: v for k, v in c.items() if k != "provenance"}
     parts.append(
         "<h2>Configuration and versions</h2><details><summary>resolved configuration of every stage"
         f"</summary><pre>{_e(json.dumps(config, indent=2, sort_keys=True, default=str))}</pre></details>"

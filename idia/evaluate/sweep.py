@@ -15,6 +15,26 @@ from idia.core.errors import InputFileError
 from schemas.validate import conform
 
 
+def rates_by(
+    attacks: pd.DataFrame, table: pd.DataFrame, k: int, by: list[str]
+) -> list[tuple[tuple, pd.DataFrame, dict]]:
+    """Per value of `by` (columns of `table`, joined on identity_id) at `k`: the share of identities predicted member
+    in each draw, as mean and std (ddof = 0) over draws; with the group's rows. Groups in order of appearance."""
+    a = attacks[attacks["k"] == k][["identity_id", "draw", "predicted_member"]]
+    d = a.merge(table, on="identity_id", how="inner")
+    out = []
+    for key, g in d.groupby(by, sort=False):
+        per_draw = g.groupby("draw")["predicted_member"].mean()
+        rates = {
+            "n_identities": int(g["identity_id"].nunique()),
+            "mean": float(per_draw.mean()),
+            "std": float(per_draw.std(ddof=0)) if len(per_draw) > 1 else 0.0,
+            "n_draws": int(len(per_draw)),
+        }
+        out.append((key if isinstance(key, tuple) else (key,), g, rates))
+    return out
+
+
 def rates_by_group(attacks: pd.DataFrame, truth: pd.DataFrame, k: int) -> pd.DataFrame:
     """Per truth group at `k`: identities, training images, and the share predicted member (mean +- std over draws).
 
@@ -25,22 +45,16 @@ def rates_by_group(attacks: pd.DataFrame, truth: pd.DataFrame, k: int) -> pd.Dat
     missing = need - set(truth.columns)
     if missing:
         raise ValueError(f"truth table lacks column(s) {', '.join(sorted(missing))}")
-    a = attacks[attacks["k"] == k][["identity_id", "draw", "predicted_member"]]
-    d = a.merge(truth[list(schemas.TRUTH.names)], on="identity_id", how="inner")
     rows = []
-    for group, g in d.groupby("group", sort=False):
-        per_draw = g.groupby("draw")["predicted_member"].mean()
+    for (group,), g, rates in rates_by(attacks, truth[list(schemas.TRUTH.names)], k, ["group"]):
         is_member = bool(g["is_member"].iloc[0])
         rows.append(
             {
                 "group": group,
                 "is_member": is_member,
                 "n_train_images": int(g["n_train_images"].iloc[0]),
-                "n_identities": int(g["identity_id"].nunique()),
                 "rate": "tpr" if is_member else "fpr",
-                "mean": float(per_draw.mean()),
-                "std": float(per_draw.std(ddof=0)) if len(per_draw) > 1 else 0.0,
-                "n_draws": int(len(per_draw)),
+                **rates,
             }
         )
     out = pd.DataFrame(rows, columns=schemas.SWEEP.names)
