@@ -108,6 +108,18 @@ COUNTS = pa.schema(
     ]
 )
 
+#: Caption counts per identity in every mode a mining run counted: its main mode (as in counts.parquet) and each
+#: --also-count mode (counts only), in names-file order, mode by mode.
+MODE_COUNTS = pa.schema(
+    [
+        pa.field("identity_id", pa.string(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("match_mode", pa.string(), nullable=False),
+        pa.field("n_captions", pa.int64(), nullable=False),
+        pa.field("is_main", pa.bool_(), nullable=False),  # the mode the run's manifests and lists come from
+    ]
+)
+
 #: One row per (identity, matched caption row). Written under manifests/bucket=NNN/, sorted by
 #: identity_id, so one identity's rows are one bucket read with a row-group filter.
 MANIFEST = pa.schema(
@@ -278,6 +290,7 @@ ALL = {
     "laion2b_en": LAION_2B_EN,
     "identities": IDENTITIES,
     "counts": COUNTS,
+    "mode_counts": MODE_COUNTS,
     "manifest": MANIFEST,
     "identity_list": IDENTITY_LIST,
     "requests": REQUESTS,

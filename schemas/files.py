@@ -16,6 +16,7 @@ DONE_DIR = "_done"  # done-markers of finished units of work
 
 # mine
 COUNTS_PARQUET = "counts.parquet"
+COUNTS_BY_MODE_PARQUET = "counts_by_mode.parquet"
 IDENTITIES_PARQUET = "identities.parquet"
 MANIFESTS_DIR = "manifests"
 MANIFEST_PART = "part-00000.parquet"

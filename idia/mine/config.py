@@ -26,8 +26,15 @@ class MineConfig(StageConfig):
     match: str = option(
         "normalized",
         choices=MODES,
-        help="matching mode: normalized (whole tokens, accents/case folded), paper (the study's "
-        "case-sensitive substring) or fuzzy (rapidfuzz ratio)",
+        help="matching mode: normalized (whole tokens, accents/case folded), paper (the study's search: each name a "
+        "case-sensitive regular expression, as pandas str.contains), literal (case-sensitive substring) or fuzzy "
+        "(rapidfuzz ratio)",
+    )
+    also_count: list[str] = option(
+        default_factory=list,
+        metavar="MODE",
+        help="also count captions per identity in these modes, beside the main one (counts_by_mode.parquet; no "
+        "manifests); e.g. --match paper --also-count normalized",
     )
     fuzzy_threshold: float = option(90.0, help="rapidfuzz score cut-off for --match fuzzy")
     columns: str = option("laion400m", choices=tuple(sorted(COLUMN_MAPPINGS)), help="input column layout")
@@ -55,6 +62,11 @@ class MineConfig(StageConfig):
     )
 
     def check(self) -> None:
+        bad = [m for m in self.also_count if m not in MODES]
+        if bad:
+            raise ConfigError(f"mine: also_count: unknown mode(s) {', '.join(bad)}; choose from {', '.join(MODES)}")
+        if self.match in self.also_count or len(set(self.also_count)) != len(self.also_count):
+            raise ConfigError(f"mine: also_count {self.also_count} repeats a mode or the main one ({self.match})")
         if not 1 <= self.buckets <= 4096:
             raise ConfigError(f"mine: buckets must be in 1..4096, got {self.buckets}")
         if self.member_min < 1:

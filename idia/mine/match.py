@@ -8,8 +8,13 @@ Modes:
 - normalized: names and captions normalised (idia.mine.normalize), both padded with a space, one Aho-Corasick
   automaton over the padded names run over the whole batch's byte buffer at once: whole-token matches only,
   overlapping names all reported ("Barack Obama" also reports "Obama" if both are names).
-- paper: the study's semantics, a case-sensitive literal substring of the raw caption (pandas
-  str.contains without its regex side effects), also one automaton over the raw batch buffer.
+- paper: the study's semantics exactly, pandas `str.contains(name)`: each name is a case-sensitive regular expression
+  searched in the raw caption (Python `re`, so `.` in "Johannes B. Kerner" matches any character). A name that
+  parses to literal characters only goes into the automaton as that literal; any other name goes in as the longest
+  run of literal characters its pattern requires (a prefilter), and only the rows that contain it are checked with
+  `re.search`. A name whose pattern has no required literal (or matches case-insensitively) is checked on every row.
+- literal: a case-sensitive literal substring of the raw caption (the study's search without its regex side
+  effects), one automaton over the raw batch buffer.
 - fuzzy: tokens of each name are blocked on (exact token, and 3-character token prefix); every caption
   window of the name's token length that shares a block with it is scored with rapidfuzz's ratio on the
   normalised strings; matches >= threshold are kept with their best score.
@@ -17,15 +22,75 @@ Modes:
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from re import _parser as sre_parser  # the stdlib's own regex parser: the exact tokens `re` matches with
+
 import ahocorasick_rs
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from rapidfuzz import fuzz
 
+from idia.core.errors import InputFileError
 from idia.mine.normalize import normalize_array
 
-MODES = ("normalized", "paper", "fuzzy")
+MODES = ("normalized", "paper", "literal", "fuzzy")
+
+
+class PatternError(InputFileError, ValueError):
+    """A name that is not a valid regular expression, in `paper` mode (the study searched names as regexes)."""
+
+
+@dataclass(frozen=True)
+class PaperPattern:
+    """How `paper` mode finds one name: `literal` when the pattern matches only that exact text; otherwise the
+    compiled `regex`, with `prefilter` a text every match must contain (None: check every row)."""
+
+    literal: str | None
+    regex: re.Pattern | None
+    prefilter: str | None
+
+
+def paper_pattern(name: str) -> PaperPattern:
+    """The plan for one name as pandas `str.contains(name)` (case-sensitive `re.search`) would match it."""
+    try:
+        compiled = re.compile(name)
+        parsed = sre_parser.parse(name)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise PatternError(
+            f"name {name!r} is not a valid regular expression ({exc}); --match paper searches every name as a regex, "
+            "as the study did: fix the name, or use --match literal"
+        ) from None
+    items = list(parsed)
+    if compiled.flags & re.IGNORECASE:
+        return PaperPattern(None, compiled, None)  # (?i): the literal characters do not bound the match
+    if items and all(op is sre_parser.LITERAL for op, _ in items):
+        return PaperPattern("".join(chr(av) for _, av in items), None, None)
+    # Top-level items match in sequence (an alternation is one BRANCH item), so every top-level literal run is required.
+    best, run = "", []
+    for op, av in [*items, (None, None)]:
+        if op is sre_parser.LITERAL:
+            run.append(chr(av))
+            continue
+        if len(run) > len(best):
+            best = "".join(run)
+        run = []
+    return PaperPattern(None, compiled, best or None)
+
+
+def check_patterns(identities: pa.Table, mode: str) -> None:
+    """Fail before any work starts if a name or alias cannot be searched in this mode (paper: not a valid regex)."""
+    if mode != "paper":
+        return
+    for row in identities.select(["identity_id", "name", "aliases", "source_line"]).to_pylist():
+        for raw in [row["name"], *(row["aliases"] or [])]:
+            try:
+                paper_pattern(raw)
+            except PatternError as exc:
+                where = f"line {row['source_line']}, " if row.get("source_line") else ""
+                raise PatternError(f"names list {where}identity {row['identity_id']!r}: {exc}") from None
+
 
 #: Columns of a match table: row index in the batch, identity index in the identities table.
 MATCH_SCHEMA = pa.schema(
@@ -73,7 +138,9 @@ class Matcher:
         order = np.argsort(raw_ident, kind="stable")
         raws = pa.concat_arrays([names, pc.list_flatten(aliases).cast(pa.string())]).take(pa.array(order))
         raw_ident = raw_ident[order]
-        keys = raws if mode == "paper" else normalize_array(raws)  # the same vectorised normalisation as captions
+        keys = (
+            raws if mode in ("paper", "literal") else normalize_array(raws)
+        )  # the same vectorised normalisation as captions
         ok = np.asarray(pc.fill_null(pc.greater(pc.binary_length(keys), 0), False))
         rank = np.flatnonzero(ok)
         enc = pc.dictionary_encode(keys.filter(pa.array(ok)))  # pattern numbers in order of first appearance
@@ -91,12 +158,40 @@ class Matcher:
         self._alias = raws.take(pa.array(self._rank))
         if mode == "fuzzy":
             self._build_blocks()
-        elif self.keys:
-            padded = self.keys if mode == "paper" else pc.binary_join_element_wise(" ", enc.dictionary, " ", "")
-            enc_keys = pa.array(padded, pa.string()).cast(pa.binary()).to_pylist()
-            self.automaton = ahocorasick_rs.BytesAhoCorasick(enc_keys, matchkind=ahocorasick_rs.MatchKind.Standard)
+            return
+        # The automaton's strings: one per key (normalized: padded with spaces; literal: the raw key), except in
+        # paper mode, where a key is found through its literal or its regex's prefilter (several keys may share one).
+        self._regex: list[re.Pattern | None] = [None] * len(self.keys)
+        self._check_all: list[int] = []  # paper keys with no prefilter: checked on every non-blank row
+        if mode == "normalized":
+            strings = pc.binary_join_element_wise(" ", enc.dictionary, " ", "").to_pylist() if self.keys else []
+        elif mode == "literal":
+            strings = list(self.keys)
         else:
-            self.automaton = None
+            strings = []
+            for ki, key in enumerate(self.keys):
+                plan = paper_pattern(key)
+                self._regex[ki] = plan.regex
+                if plan.literal is None and plan.prefilter is None:
+                    self._check_all.append(ki)
+                strings.append(plan.literal if plan.literal is not None else plan.prefilter)
+        self._is_regex = np.array([r is not None for r in self._regex], bool)
+        distinct: dict[str, int] = {}
+        auto_of_key = np.full(len(self.keys), -1, np.int64)
+        for ki, text in enumerate(strings):
+            if text is not None:
+                auto_of_key[ki] = distinct.setdefault(text, len(distinct))
+        has = np.flatnonzero(auto_of_key >= 0)
+        by_auto = has[np.argsort(auto_of_key[has], kind="stable")]
+        self._auto_keys = by_auto  # CSR: the keys found through each automaton string
+        self._auto_start = np.concatenate([[0], np.cumsum(np.bincount(auto_of_key[has], minlength=len(distinct)))])
+        self.automaton = (
+            ahocorasick_rs.BytesAhoCorasick(
+                [t.encode("utf-8") for t in distinct], matchkind=ahocorasick_rs.MatchKind.Standard
+            )
+            if distinct
+            else None
+        )
 
     # ---------------------------------------------------------------- exact modes
     def match(self, texts: pa.Array | pa.ChunkedArray) -> pa.Table:
@@ -107,21 +202,59 @@ class Matcher:
             return self._match_fuzzy(texts)
         if not self.keys or len(texts) == 0:
             return MATCH_SCHEMA.empty_table()
-        hay = texts if self.mode == "paper" else normalize_array(texts, pad=True)
-        offsets, data = _string_buffers(hay)
-        found = self.automaton.find_matches_as_indexes(data, overlapping=True)
-        if not found:
+        raw = self.mode in ("paper", "literal")
+        hay = texts if raw else normalize_array(texts, pad=True)
+        rows = keys = np.zeros(0, np.int64)
+        if self.automaton is not None:
+            offsets, data = _string_buffers(hay)
+            found = self.automaton.find_matches_as_indexes(data, overlapping=True)
+            if found:
+                arr = np.asarray(found, dtype=np.int64)
+                rows = np.searchsorted(offsets, arr[:, 1], side="right") - 1
+                if raw:
+                    # The raw buffer has no separators: drop matches that run across two captions.
+                    keep = arr[:, 2] <= offsets[rows + 1]
+                    arr, rows = arr[keep], rows[keep]
+                # Nulls occupy no bytes, so no match can land in one; valid rows only.
+                auto = arr[:, 0]
+                cnt = self._auto_start[auto + 1] - self._auto_start[auto]
+                ends = np.cumsum(cnt)
+                pos = (
+                    np.arange(ends[-1] if len(ends) else 0)
+                    - np.repeat(ends - cnt, cnt)
+                    + np.repeat(self._auto_start[auto], cnt)
+                )
+                keys, rows = self._auto_keys[pos], np.repeat(rows, cnt)
+        if self.mode == "paper" and self._is_regex.any():
+            rows, keys = self._verify(texts, rows, keys)
+        if not len(rows):
             return MATCH_SCHEMA.empty_table()
-        arr = np.asarray(found, dtype=np.int64)
-        rows = np.searchsorted(offsets, arr[:, 1], side="right") - 1
-        if self.mode == "paper":
-            # The raw buffer has no separators: drop matches that run across two captions.
-            keep = arr[:, 2] <= offsets[rows + 1]
-            arr, rows = arr[keep], rows[keep]
-        # Nulls occupy no bytes, so no match can land in one; valid rows only.
-        # Each found pattern -> its members (CSR expansion), then one row per (row, identity), lowest rank kept.
-        member, cnt = self._expand(arr[:, 0])
+        # Each found key -> its members (CSR expansion), then one row per (row, identity), lowest rank kept.
+        member, cnt = self._expand(keys)
         return self._table(np.repeat(rows, cnt), member, None)
+
+    def _verify(self, texts: pa.Array, rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Paper mode: regex keys found by their prefilter, and keys without one on every row, checked with `re.search`
+        on the row's caption; literal keys pass as found. Blank captions never match (they are counted apart)."""
+        blank = empty_mask(texts)
+        lit = ~self._is_regex[keys]
+        cand_rows, cand_keys = rows[~lit], keys[~lit]
+        if self._check_all:
+            every = np.flatnonzero(~blank)
+            cand_rows = np.concatenate([cand_rows, np.repeat(every, len(self._check_all))])
+            cand_keys = np.concatenate([cand_keys, np.tile(np.asarray(self._check_all, np.int64), len(every))])
+        pairs = np.unique(cand_rows * len(self.keys) + cand_keys)
+        cand_rows, cand_keys = pairs // len(self.keys), pairs % len(self.keys)
+        ok = np.zeros(len(pairs), bool)
+        if len(pairs):
+            urows, inv = np.unique(cand_rows, return_inverse=True)
+            text = texts.take(pa.array(urows)).to_pylist()
+            for i, (t, k) in enumerate(zip(inv.tolist(), cand_keys.tolist())):
+                ok[i] = text[t] is not None and self._regex[k].search(text[t]) is not None
+        rows = np.concatenate([rows[lit], cand_rows[ok]])
+        keys = np.concatenate([keys[lit], cand_keys[ok]])
+        keep = ~blank[rows]
+        return rows[keep], keys[keep]
 
     def _expand(self, pat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Found patterns -> the CSR positions of all their members, and the member count of each found pattern."""

@@ -3,8 +3,9 @@
 Hard cases are planted on purpose: case variants, accents stripped or decomposed, possessives, hyphenated
 names, a name glued into a longer word ("Chris Evansville"), several people in one caption, overlapping names
 ("Barack Obama" / "Obama"), aliases, null and empty captions, very long captions, non-Latin scripts, repeated
-URLs. The expected counts per mode (`normalized`, `paper`) are computed by an independent brute-force oracle
-over every caption (plain Python `in` and n-gram lookups, no automaton), so tests check the job exactly.
+URLs. The expected counts per mode (`normalized`, `paper`, `literal`) are computed by an independent brute-force
+oracle over every caption (n-gram lookups, `re.search` per name as pandas `str.contains` does, plain Python `in`; no
+automaton), so tests check the job exactly.
 Deterministic: the same arguments and seed give byte-identical shards.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 import unicodedata
 from collections import defaultdict
@@ -61,6 +63,7 @@ GUARANTEED = [
     "Bernhard Hoe\u0308cker on stage",  # decomposed accent (NFD)
     "Harriet Herbig Matten portrait",  # hyphen written as a space
     "Johannes B Kerner, interview",  # initial without its dot
+    "Johannes Bx Kerner on the red carpet",  # the study's regex: "." matches the "x" (paper mode only)
     "我爱李小龙的电影",  # Han alias inside a longer run of Han characters
     "Владимир Высоцкий на сцене в москве",
     "Ελένη Καραΐνδρου συναυλία",
@@ -235,7 +238,8 @@ def expected_counts(idents: list, texts: list[str | None], urls: list[str]) -> d
             keys_norm[k].add(idx)
             lengths.add(len(k.split(" ")))
             keys_raw.append((raw, idx))
-    hits = {"normalized": defaultdict(set), "paper": defaultdict(set)}  # idx -> {row}
+    hits = {"normalized": defaultdict(set), "paper": defaultdict(set), "literal": defaultdict(set)}  # idx -> {row}
+    regexes = [(re.compile(raw), idx) for raw, idx in keys_raw]
     for r, t in enumerate(texts):
         if t is None or not t.strip():
             continue
@@ -246,6 +250,9 @@ def expected_counts(idents: list, texts: list[str | None], urls: list[str]) -> d
                     hits["normalized"][idx].add(r)
         for raw, idx in keys_raw:
             if raw in t:
+                hits["literal"][idx].add(r)
+        for rx, idx in regexes:
+            if rx.search(t):
                 hits["paper"][idx].add(r)
     out = {}
     for mode, h in hits.items():

@@ -57,6 +57,7 @@ UNIT_STATS = pa.schema(
         *[pa.field(k, pa.int64()) for k in COUNTERS],
         pa.field("path", pa.string()),  # the staged match rows (null when the unit matched nothing)
         pa.field("bucket_batches", pa.string()),  # JSON {bucket: [record batch, ...]} in the staged file
+        pa.field("also_counts", pa.string()),  # JSON {mode: {identity index: captions}} for the --also-count modes
         pa.field("error", pa.string()),
     ]
 )
@@ -78,6 +79,7 @@ class ScanContext:
     files: tuple[str, ...]
     staging: str  # absolute path of the staging folder
     fingerprint: str  # the run's settings fingerprint: a unit's marker counts only under the same one
+    also_modes: tuple[str, ...] = ()  # modes counted beside the main one (counts only, no manifest rows)
 
     @property
     def units_dir(self) -> Path:
@@ -93,7 +95,11 @@ def matcher_for(ctx: ScanContext, st: Stats) -> tuple:
     if hit is None:
         st["matcher_builds"] += 1
         ids = pa.ipc.open_stream(ctx.identities).read_all()
-        hit = (Matcher(ids, ctx.mode, ctx.threshold), bucket_array(ids.column("identity_id").to_pylist(), ctx.buckets))
+        hit = (
+            Matcher(ids, ctx.mode, ctx.threshold),
+            bucket_array(ids.column("identity_id").to_pylist(), ctx.buckets),
+            {m: Matcher(ids, m, ctx.threshold) for m in ctx.also_modes},
+        )
         _MATCHERS.clear()
         _MATCHERS[ctx.matcher_key] = hit
     return hit
@@ -159,6 +165,7 @@ def _resumed(ctx: ScanContext, unit: ScanUnit, row: dict) -> dict | None:
                 | {
                     "path": done["path"],
                     "bucket_batches": done["bucket_batches"],
+                    "also_counts": done.get("also_counts", "{}"),
                     "matcher_builds": 0,
                     "task_ms": 0,
                     "units_resumed": 1,
@@ -172,7 +179,14 @@ def _resumed(ctx: ScanContext, unit: ScanUnit, row: dict) -> dict | None:
 def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
     """Match one work unit and stage its match rows; returns its UNIT_STATS row (with the error, if any)."""
     url = ctx.files[unit.file_index]
-    row = {"unit": unit.name, "file_index": unit.file_index, "path": None, "bucket_batches": "{}", "error": None}
+    row = {
+        "unit": unit.name,
+        "file_index": unit.file_index,
+        "path": None,
+        "bucket_batches": "{}",
+        "also_counts": "{}",
+        "error": None,
+    }
     again = _resumed(ctx, unit, row)
     if again is not None:
         return again
@@ -182,7 +196,8 @@ def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
     schema = pa.schema([LAION_400M.field(c) for c in MATCH_COLUMNS])
     st = Stats()
     t_start = time.perf_counter()
-    matcher, buckets = matcher_for(ctx, st)
+    matcher, buckets, also = matcher_for(ctx, st)
+    also_counts = {m: {} for m in also}
     ctx.units_dir.mkdir(parents=True, exist_ok=True)
     out = StagedWriter(ctx.units_dir / f"{unit.name}.arrow")
     try:
@@ -197,6 +212,11 @@ def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
                 texts = tbl.column("TEXT").combine_chunks()
                 n_empty = int(empty_mask(texts).sum()) if n else 0
                 m = matcher.match(texts)
+                for mode, other in also.items():  # one (row, identity) per match row: captions per identity
+                    ix, c = np.unique(other.match(texts).column("identity_index").to_numpy(), return_counts=True)
+                    acc = also_counts[mode]
+                    for i, v in zip(ix.tolist(), c.tolist()):
+                        acc[i] = acc.get(i, 0) + v
                 rows = m.column("row").to_numpy()
                 n_matched = int(np.count_nonzero(np.diff(rows))) + 1 if len(rows) else 0  # rows come sorted
                 st.update(rows_read=n, null_or_empty=n_empty, matched=n_matched, match_pairs=len(rows))
@@ -226,8 +246,15 @@ def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
         span = f"{unit.rg0}{f'-{unit.rg1}' if unit.rg1 > unit.rg0 else ''}"
         return row | {k: int(st[k]) for k in COUNTERS} | {"error": f"row group {span}: {type(exc).__name__}: {exc}"}
     st["task_ms"] = int((time.perf_counter() - t_start) * 1000)
-    row |= {k: int(st[k]) for k in COUNTERS} | {"path": path, "bucket_batches": json.dumps(out.batches)}
+    row |= {k: int(st[k]) for k in COUNTERS} | {
+        "path": path,
+        "bucket_batches": json.dumps(out.batches),
+        "also_counts": json.dumps({m: {str(i): v for i, v in sorted(d.items())} for m, d in also_counts.items()}),
+    }
     resume.write_marker(
-        ctx.units_dir, unit.name, ctx.fingerprint, {k: row[k] for k in (*COUNTERS, "path", "bucket_batches")}
+        ctx.units_dir,
+        unit.name,
+        ctx.fingerprint,
+        {k: row[k] for k in (*COUNTERS, "path", "bucket_batches", "also_counts")},
     )
     return row

@@ -10,6 +10,7 @@ a killed run resumable per unit. The engine (jobs/mine.py: Spark) only maps the 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -31,11 +32,12 @@ from idia.core.stats import AccountingError, Stats, check_sum
 from idia.core.tasks import TaskExecutor
 from idia.mine.config import MineConfig
 from idia.mine.lists import bin_table, build_identity_list, write_identity_lists
+from idia.mine.match import check_patterns
 from idia.mine.merge import MERGED, MergeContext, MergeTask, merge_task, read_counts, staged_parts
 from idia.mine.names import parse_names
 from idia.mine.plan import inspect_footers, plan_units, resolve_inputs, task_rows_for
 from idia.mine.scan import COUNTERS, UNIT_STATS, ScanContext, scan_unit
-from schemas import COLUMN_MAPPINGS, COUNTS, files
+from schemas import COLUMN_MAPPINGS, COUNTS, MODE_COUNTS, files
 from schemas.validate import conform
 
 
@@ -56,6 +58,31 @@ def mine_folder(cfg: MineConfig, input_files: list[dict], names_sha: str) -> Sta
     return StageFolder(cfg.out, "mine", settings, cfg.force)
 
 
+def mode_counts(
+    identities: pa.Table, main: str, n_cap: np.ndarray, also: list[str], stats_rows: list[dict]
+) -> pa.Table:
+    """schemas.MODE_COUNTS: the main mode's counts, then each --also-count mode's, summed over the scan units."""
+    n = identities.num_rows
+    per_mode = {main: n_cap}
+    for mode in also:
+        acc = np.zeros(n, np.int64)
+        for r in stats_rows:
+            for i, v in json.loads(r["also_counts"] or "{}").get(mode, {}).items():
+                acc[int(i)] += v
+        per_mode[mode] = acc
+    modes = list(per_mode)
+    return pa.Table.from_arrays(
+        [
+            pa.concat_arrays([identities.column("identity_id").combine_chunks()] * len(modes)),
+            pa.concat_arrays([identities.column("name").combine_chunks()] * len(modes)),
+            pa.array([m for m in modes for _ in range(n)], pa.string()),
+            pa.array(np.concatenate([per_mode[m] for m in modes])),
+            pa.array([m == main for m in modes for _ in range(n)]),
+        ],
+        schema=MODE_COUNTS,
+    )
+
+
 def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[TaskExecutor]]) -> dict:
     """Run (or resume) the mining stage; `executor()` gives the engine. Returns the stats also in OUT/stats.json."""
     t0 = time.time()
@@ -63,6 +90,8 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
     out = Path(cfg.out)
     timings = {}
     identities, name_stats = parse_names(cfg.names)
+    for mode in (cfg.match, *cfg.also_count):
+        check_patterns(identities, mode)  # paper mode: every name must be a valid regex, before anything starts
     timings["names_s"] = round(time.time() - t0, 3)
     paths = resolve_inputs(cfg.shards)
     names_sha = hashlib.sha256(Path(cfg.names).read_bytes()).hexdigest()
@@ -79,8 +108,6 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
     )
     folder.check()
     if folder.done() and (out / files.STATS_JSON).exists():
-        import json
-
         stats = json.loads((out / files.STATS_JSON).read_text())
         stats["resumed"] = True
         return stats
@@ -99,7 +126,7 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
         scan_ctx = ScanContext(
             identities=ident_bytes,
             matcher_key=hashlib.sha256(
-                ident_bytes + f"{cfg.match}|{cfg.fuzzy_threshold}|{cfg.buckets}".encode()
+                ident_bytes + f"{cfg.match}|{cfg.fuzzy_threshold}|{cfg.buckets}|{cfg.also_count}".encode()
             ).hexdigest(),
             mode=cfg.match,
             threshold=cfg.fuzzy_threshold,
@@ -109,6 +136,7 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
             files=tuple(paths),
             staging=str(staging.resolve()),
             fingerprint=folder.fingerprint,
+            also_modes=tuple(cfg.also_count),
         )
         staging.mkdir(parents=True, exist_ok=True)
         folder.pin()  # from here on the folder holds this run's work
@@ -173,6 +201,8 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
         schema=COUNTS,
     )
 
+    by_mode = mode_counts(identities, cfg.match, n_cap, cfg.also_count, stats_rows)
+
     t_stage = time.time()
     # ---- outputs (manifests swapped in whole, the rest file by file; stats.json and the marker last)
     out.mkdir(parents=True, exist_ok=True)
@@ -183,6 +213,7 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
     os.replace(staging / files.MANIFESTS_DIR, final)
     shutil.rmtree(old, ignore_errors=True)
     write_parquet(counts, out / files.COUNTS_PARQUET)
+    write_parquet(by_mode, out / files.COUNTS_BY_MODE_PARQUET)
     write_parquet(identities.replace_schema_metadata(None), out / files.IDENTITIES_PARQUET)
     lists = build_identity_list(counts, cfg.member_min, cfg.member_max)
     sizes = write_identity_lists(lists, out / files.IDENTITY_LISTS_DIR)
@@ -208,6 +239,10 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
         "bins": bin_table(lists),
         "buckets_written": len(bucket_rows),
         "match_mode": cfg.match,
+        "identities_with_match_by_mode": {
+            m: int(pc.sum(pc.greater(by_mode.filter(pc.equal(by_mode["match_mode"], m))["n_captions"], 0)).as_py())
+            for m in (cfg.match, *cfg.also_count)
+        },
         "engine": engine,
         "work_units": len(units),
         "task_rows": task_rows,

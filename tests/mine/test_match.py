@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 import pytest
 
@@ -77,23 +79,121 @@ def test_an_identity_matched_twice_reports_its_name_before_its_aliases():
         ], mode
 
 
-def test_paper_is_case_sensitive_literal_substring():
+def test_literal_is_case_sensitive_substring():
     texts = ["Chris Evansville", "CHRIS EVANS", "Adrianne Leon", "Johannes BX Kerner", "Johannes B. Kerner", "xObama"]
-    assert found("paper", texts) == [
-        (0, "evans", "Chris Evans", 100.0),  # the study's substring semantics
+    assert found("literal", texts) == [
+        (0, "evans", "Chris Evans", 100.0),  # a substring, no word boundaries
         (2, "leon2", "Adrianne Leon", 100.0),
-        (4, "kerner", "Johannes B. Kerner", 100.0),  # '.' is literal, not a regex wildcard
+        (4, "kerner", "Johannes B. Kerner", 100.0),  # '.' is a dot here
         (5, "obama", "Obama", 100.0),
     ]
 
 
-def test_paper_never_matches_across_rows_and_handles_slices():
+def test_paper_is_the_studys_regex_search():
+    texts = ["Chris Evansville", "CHRIS EVANS", "Adrianne Leon", "Johannes BX Kerner", "Johannes B. Kerner", "xObama"]
+    assert found("paper", texts) == [
+        (0, "evans", "Chris Evans", 100.0),
+        (2, "leon2", "Adrianne Leon", 100.0),
+        (3, "kerner", "Johannes B. Kerner", 100.0),  # '.' matches any character, as in the study
+        (4, "kerner", "Johannes B. Kerner", 100.0),
+        (5, "obama", "Obama", 100.0),
+    ]
+
+
+@pytest.mark.parametrize("mode", ["paper", "literal"])
+def test_raw_modes_never_match_across_rows_and_handle_slices(mode):
     # Concatenated the rows read "...Barack" + "Obama..." -> must not match across the boundary.
-    texts = pa.array(["zz", "talk by Barack", "Obama", "Chris Ev", "ans"])
-    m = Matcher(IDS, "paper").match(texts.slice(1))
+    texts = pa.array(["zz", "talk by Barack", "Obama", "Chris Ev", "ans", "Johannes B", ". Kerner"])
+    m = Matcher(IDS, mode).match(texts.slice(1))
     assert m.column("row").to_pylist() == [1] and m.column("matched_alias").to_pylist() == ["Obama"]
     big = pa.array(["Barack Obama"] * 3, pa.large_string())
     assert Matcher(IDS, "normalized").match(big).column("row").to_pylist() == [0, 1, 2]
+
+
+# Names whose regex and literal readings differ, with captions built to tell them apart.
+REGEX_NAMES = idents(
+    [
+        ("kerner", "Johannes B. Kerner", []),  # '.' any character
+        ("tj", "T.J. Thyne", []),
+        ("jcvd", "Jean-Claude Van Damme", []),  # '-' is literal outside a class
+        ("oneal", "Shaquille O'Neal", []),
+        ("group", "Bob (Rob) Smith", []),  # a group: matches "Bob Rob Smith", not the parentheses
+        ("plus", "Dave+ Matthews", []),  # '+' repeats the 'e'
+        ("alt", "Jay Z|Beyonce", []),  # an alternation: no required literal, every row is checked
+        ("anchor", "^Cher", []),  # anchored at the caption's start
+        ("case", "(?i)madonna", []),  # an inline flag: case-insensitive, so no case-sensitive prefilter
+        ("plain", "Tom Hanks", ["T. Hanks"]),
+    ]
+)
+REGEX_CAPTIONS = [
+    "Johannes BX Kerner",
+    "Johannes B. Kerner",
+    "Johannes B Kerner",
+    "TXJY Thyne and T.J. Thyne",
+    "Jean-Claude Van Damme kicks",
+    "jean-claude van damme",
+    "Shaquille O'Neal dunk",
+    "Bob (Rob) Smith",
+    "Bob Rob Smith",
+    "Daveeee Matthews",
+    "Dave+ Matthews",
+    "Jay Z live",
+    "Jay-Z",
+    "Beyonce sings",
+    "Cher on stage",
+    "with Cher",
+    "MADONNA tour",
+    "Tom Hanks and T- Hanks",
+    None,
+    "",
+    "   ",
+    "nothing to see",
+]
+
+
+@pytest.mark.filterwarnings("ignore:This pattern is interpreted as a regular expression")
+@pytest.mark.parametrize("mode,regex", [("paper", True), ("literal", False)])
+def test_raw_modes_equal_pandas_str_contains(mode, regex):
+    pd = pytest.importorskip("pandas")
+    got = Matcher(REGEX_NAMES, mode).match(pa.array(REGEX_CAPTIONS, pa.string()))
+    pairs = set(zip(got.column("row").to_pylist(), got.column("identity_index").to_pylist()))
+    captions = pd.Series(REGEX_CAPTIONS, dtype=object)
+    expected = set()
+    for i, row in enumerate(REGEX_NAMES.to_pylist()):
+        for raw in [row["name"], *row["aliases"]]:
+            hit = captions.str.contains(raw, regex=regex, na=False)  # the study's call (regex=True is its default)
+            expected |= {(r, i) for r in hit[hit].index if captions[r].strip()}  # blank captions are counted apart
+    assert pairs == expected
+    assert len(expected) >= 7  # the captions do exercise the names
+    if mode == "paper":
+        assert (0, 0) in pairs and (3, 1) in pairs and (8, 4) in pairs and (9, 5) in pairs and (16, 8) in pairs
+        assert (13, 6) in pairs and (14, 7) in pairs
+        assert (7, 4) not in pairs and (15, 7) not in pairs
+
+
+def test_paper_mode_names_an_invalid_pattern():
+    from idia.mine.match import PatternError, check_patterns
+
+    bad = idents([("ok", "Chris Evans", []), ("bad", "Bobby (Robert", ["x"])])
+    with pytest.raises(
+        PatternError, match=re.escape("line 2, identity 'bad': name 'Bobby (Robert' is not a valid regular")
+    ):
+        check_patterns(bad, "paper")
+    check_patterns(bad, "literal")  # the same name is fine as a literal
+    with pytest.raises(PatternError, match="Bobby"):
+        Matcher(bad, "paper")
+
+
+def test_paper_pattern_plans():
+    from idia.mine.match import paper_pattern
+
+    assert paper_pattern("Tom Hanks").literal == "Tom Hanks"
+    assert paper_pattern(r"Tom\.Hanks").literal == "Tom.Hanks"  # an escaped dot is the literal text
+    p = paper_pattern("Johannes B. Kerner")
+    assert p.literal is None and p.prefilter == "Johannes B" and p.regex.search("Johannes B! Kerner")
+    assert paper_pattern("Jay Z|Jay-Z").prefilter == "Jay"  # re factors out the common prefix: still required
+    assert paper_pattern("Jay Z|Beyonce").prefilter is None
+    assert paper_pattern("(?i)madonna").prefilter is None
 
 
 def test_fuzzy_keeps_scores_and_threshold():

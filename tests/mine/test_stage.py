@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -91,14 +92,37 @@ def test_normalized_counts_exact(spark_local, sample, tmp_path):
     assert all(r["membership"] == ("member" if r["count"] >= 1 else "non_member") for r in lists)
 
 
-def test_paper_counts_exact_and_chris_evansville(spark_local, sample, tmp_path):
+def test_paper_counts_exact_with_the_other_modes_beside_them(spark_local, sample, tmp_path):
     sample_dir, summary = sample
-    run_mine(cfg(sample_dir, tmp_path / "out", match="paper"), spark=spark_local)
-    check_outputs(tmp_path / "out", summary, "paper")
+    run_mine(cfg(sample_dir, tmp_path / "out", match="paper", also_count=["normalized", "literal"]), spark=spark_local)
+    stats = check_outputs(tmp_path / "out", summary, "paper")
     from idia.mine.lists import read_manifest
 
     texts = read_manifest(tmp_path / "out", "chris-evans").column("TEXT").to_pylist()
     assert any("Chris Evansville" in t for t in texts)  # the study's substring semantics count it
+    kerner = read_manifest(tmp_path / "out", "johannes-b-kerner").column("TEXT").to_pylist()
+    assert any("Johannes Bx Kerner" in t for t in kerner)  # ... and its regex reading of "B."
+    # Every mode's counts, exactly the oracle's, in one run; the paper and literal readings do differ.
+    by_mode = pq.read_table(tmp_path / "out" / "counts_by_mode.parquet").to_pylist()
+    for mode in ("paper", "normalized", "literal"):
+        got = {r["identity_id"]: r["n_captions"] for r in by_mode if r["match_mode"] == mode}
+        assert got == {k: v[0] for k, v in summary["expected"][mode].items()}, mode
+        assert all(r["is_main"] == (mode == "paper") for r in by_mode if r["match_mode"] == mode)
+    assert summary["expected"]["paper"]["johannes-b-kerner"][0] > summary["expected"]["literal"]["johannes-b-kerner"][0]
+    assert stats["identities_with_match_by_mode"]["normalized"] >= stats["identities_with_match_by_mode"]["literal"]
+
+
+def test_paper_mode_stops_on_a_name_that_is_not_a_regex(sample, tmp_path):
+    sample_dir, _ = sample
+    names = tmp_path / "names.csv"
+    names.write_text("identity_id,name\nok,Chris Evans\nbad,Bobby (Robert\n")
+    c = cfg(sample_dir, tmp_path / "out", match="paper")
+    c.names = str(names)
+    with pytest.raises(
+        UserError, match=re.escape("line 3, identity 'bad': name 'Bobby (Robert' is not a valid regular")
+    ):
+        run_mine(c, spark=None)
+    assert not (tmp_path / "out").exists()  # stopped before anything was written
 
 
 def test_rerun_skips_and_force_is_byte_identical(spark_local, sample, tmp_path):
