@@ -37,6 +37,7 @@ REPORT_MD = "report.md"
 
 # attack
 CANDIDATES_PARQUET = "candidates.parquet"
+CANDIDATES_TXT = "candidates.txt"
 PREDICTIONS_DIR = "predictions"
 ATTACKS_PARQUET = "attacks.parquet"
 ATTACK_STATUS_PARQUET = "attack_status.parquet"

@@ -1,4 +1,15 @@
-"""Candidate names for the attack: every identity's true name plus seeded fake names (census first x last names)."""
+"""Candidate names for the attack: every identity's true name plus seeded fake names (first x last names).
+
+Two ways to draw the fakes (`--fake-names`):
+- census: 1990-census first names x 2010-census surnames, fakes split over the sexes in proportion to the
+  identities' sexes, drawn with numpy's seeded generator.
+- study: the study's draw. First names are the SSA baby names rebuilt its way (`census.ssa_first_names`), surnames
+  the 2010 census top 1,000 (`str.title`). Per sex, "f" then "m", the full cross product (first-name order x
+  surname order) is sampled without replacement with `numpy.random.RandomState(seed)`, shared across the two sexes,
+  which is what pandas `groupby("sex").sample(n, random_state=seed)` does; n = (num_candidates - identities) // 2.
+  The study used seed 42. It did not check fakes against the real names: here a fake that is a real name or alias,
+  or repeats another fake (a first name of both sexes), is dropped and counted, never silently replaced.
+"""
 
 from __future__ import annotations
 
@@ -53,8 +64,26 @@ def _split_fakes(n_fake: int, sexes: list[str | None]) -> dict[str, int]:
     return quota
 
 
-def build_candidates(identities: pa.Table, num_candidates: int = 1000, seed: int = 0) -> pa.Table:
-    """True names (sorted by identity_id) then fake names up to num_candidates; schemas.CANDIDATES."""
+FAKE_NAMES = ("census", "study")
+
+
+def study_fakes(per_sex: int, seed: int) -> list[str]:
+    """The study's fake names in its order: its "f" sample, then its "m" sample (see the module docstring)."""
+    rs = np.random.RandomState(seed)
+    last = census.surnames(1000, casing="study")
+    out: list[str] = []
+    for sex in ("f", "m"):  # pandas iterates groups in sorted key order
+        first = census.ssa_first_names(sex)
+        pos = rs.permutation(len(first) * len(last))[:per_sex]  # RandomState.choice(n, k, replace=False)
+        out += [f"{first[p // len(last)]} {last[p % len(last)]}" for p in pos.tolist()]
+    return out
+
+
+def build_candidates(
+    identities: pa.Table, num_candidates: int = 1000, seed: int = 0, fakes: str = "census"
+) -> pa.Table:
+    """True names (sorted by identity_id) then fake names up to num_candidates (study: up to 2 x its per-sex number,
+    less the dropped ones); schemas.CANDIDATES."""
     ids = identities.column("identity_id").to_pylist()
     names = identities.column("name").to_pylist()
     aliases = identities.column("aliases").to_pylist()
@@ -75,6 +104,17 @@ def build_candidates(identities: pa.Table, num_candidates: int = 1000, seed: int
     if len({name_key(x) for x in rows_name}) != n:
         raise UserError("two identities share the same (normalised) name; the attack could not tell them apart")
     n_fake = num_candidates - n
+    if fakes == "study":
+        for full in study_fakes(n_fake // 2, seed):
+            key = name_key(full)
+            if key in taken:
+                continue
+            taken.add(key)
+            rows_name.append(full)
+            rows_id.append(None)
+        n_fake = 0
+    elif fakes != "census":
+        raise UserError(f"fake names: unknown way {fakes!r}; choose from {', '.join(FAKE_NAMES)}")
     if n_fake:
         rng = np.random.default_rng([seed, 0x1D1A])
         surnames = census.surnames(None)

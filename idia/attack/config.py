@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from idia.attack.candidates import FAKE_NAMES
 from idia.attack.decision import DEFAULT_KS
 from idia.attack.models import PRECISIONS
 from idia.core.config import ConfigError, StageConfig, option
@@ -36,6 +37,13 @@ class AttackConfig(StageConfig):
     tau: int = option(1, help="member if correct templates >= tau")
     num_candidates: int = option(1000, help="candidate names incl. the true ones; padded with seeded fake names")
     candidates: str | None = option(None, help="explicit candidate list, one name a line (replaces generated fakes)")
+    fake_names: str = option(
+        "census",
+        choices=FAKE_NAMES,
+        help="how fakes are drawn: census (1990-census first names x 2010 surnames, split by the identities' sexes) "
+        "or study (the study's draw: SSA baby first names 1880-2008 x 2010 surnames, (N - identities) / 2 per sex, "
+        "pandas-style sample with --seed; the study used seed 42)",
+    )
     templates: str | None = option(
         None, help="prompt templates file, one a line with {} for the name (default: the study's 21)"
     )

@@ -24,7 +24,7 @@ from idia.attack.images import list_images
 from idia.attack.models import ModelSpec
 from idia.attack.prompts import load_templates
 from idia.core import resume
-from idia.core.atomic import write_json, write_parquet
+from idia.core.atomic import write_json, write_parquet, write_text
 from idia.core.config import to_dict
 from idia.core.provenance import provenance
 from idia.core.resume import StageFolder
@@ -50,7 +50,7 @@ def run_attack(cfg: AttackConfig, executor: Callable[[], AbstractContextManager[
     cands = (
         read_candidates_file(cfg.candidates, identities)
         if cfg.candidates
-        else build_candidates(identities, cfg.num_candidates, cfg.seed)
+        else build_candidates(identities, cfg.num_candidates, cfg.seed, cfg.fake_names)
     )
     names = cands.column("name").to_pylist()
     settings = {**cfg.settings(), "templates_used": templates, "candidate_names_sha256": _hash(names)}
@@ -64,6 +64,8 @@ def run_attack(cfg: AttackConfig, executor: Callable[[], AbstractContextManager[
                 shutil.rmtree(old)
     out.mkdir(parents=True, exist_ok=True)
     write_parquet(cands, out / files.CANDIDATES_PARQUET)
+    # The same list as text, one name a line: reusable as --candidates in another run.
+    write_text("".join(f"{n}\n" for n in names), out / files.CANDIDATES_TXT)
     true_index = {iid: i for i, iid in enumerate(cands.column("identity_id").to_pylist()) if iid is not None}
     ids = sorted(identities.column("identity_id").to_pylist())
     refs, img_stats = list_images(cfg.images, ids)
@@ -163,6 +165,15 @@ def run_attack(cfg: AttackConfig, executor: Callable[[], AbstractContextManager[
         "attack_rows": attacks_t.num_rows,
         "candidates": len(names),
         "fake_candidates": int(sum(cands.column("is_fake").to_pylist())),
+        "fake_names": "file" if cfg.candidates else cfg.fake_names,
+        **(
+            {
+                "fakes_dropped_as_real_or_repeated": 2 * ((cfg.num_candidates - identities.num_rows) // 2)
+                - (len(names) - identities.num_rows)
+            }
+            if not cfg.candidates and cfg.fake_names == "study"
+            else {}
+        ),
         "templates": len(templates),
         "groups": len(groups),
         "groups_run": len(todo),

@@ -137,7 +137,7 @@ def write_html_report(
     head = headline(metrics, k, tau)
     parts = [f"<h1>IDIA run report</h1><p>Run folder: <code>{_e(out)}</code></p>"]
     parts.append(
-        f'<div class="headline"><strong>Headline</strong> (k = {k}, tau = {tau}, mean ± std over draws): '
+        f'<div class="headline"><strong>Headline</strong> (k = {k}, tau = {tau}, mean ± sample std (ddof = 1) over draws): '
         f"TPR {_e(_fmt(head.get('tpr')))}, FPR {_e(_fmt(head.get('fpr')))}, accuracy {_e(_fmt(head.get('accuracy')))}"
         "</div>"
     )

@@ -89,7 +89,7 @@ def _rates(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 def compute_metrics(attacks: pd.DataFrame, truth: pd.DataFrame, taus: list[int]) -> pa.Table:
     """METRICS rows for every (k, tau, metric). Per draw, the identities with known truth at that k are scored;
-    then mean and std (population, ddof=0) over draws. A rate with an empty denominator is null."""
+    then mean and std over draws (the sample std, ddof = 1, as the study's pandas `.std()`; 0 for one draw). A rate with an empty denominator is null."""
     df = attacks.merge(truth[["identity_id", "is_member"]], on="identity_id", how="inner")
     rows = []
     for (k,), g in df.groupby(["k"], sort=True):
@@ -106,7 +106,7 @@ def compute_metrics(attacks: pd.DataFrame, truth: pd.DataFrame, taus: list[int])
                         "tau": int(tau),
                         "metric": m,
                         "mean": float(ok.mean()) if len(ok) else None,
-                        "std": float(ok.std()) if len(ok) else None,
+                        "std": float(ok.std(ddof=1)) if len(ok) > 1 else (0.0 if len(ok) else None),
                         "n_draws": len(ok),
                     }
                 )

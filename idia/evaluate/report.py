@@ -82,7 +82,7 @@ def write_report(out: Path, world_dir: Path | None, k: int, summaries: dict, tim
         "",
         f"Run folder: `{out}`",
         "",
-        f"## Headline (k = {k}, tau = {tau}, mean ± std over draws)",
+        f"## Headline (k = {k}, tau = {tau}, mean ± std over draws; std is the sample std, ddof = 1, as the study)",
         "",
         "| metric | value |",
         "|---|---|",

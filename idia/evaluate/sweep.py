@@ -19,7 +19,7 @@ def rates_by(
     attacks: pd.DataFrame, table: pd.DataFrame, k: int, by: list[str]
 ) -> list[tuple[tuple, pd.DataFrame, dict]]:
     """Per value of `by` (columns of `table`, joined on identity_id) at `k`: the share of identities predicted member
-    in each draw, as mean and std (ddof = 0) over draws; with the group's rows. Groups in order of appearance."""
+    in each draw, as mean and std over draws (ddof = 1, as the study); with the group's rows. Groups in order of appearance."""
     a = attacks[attacks["k"] == k][["identity_id", "draw", "predicted_member"]]
     d = a.merge(table, on="identity_id", how="inner")
     out = []
@@ -28,7 +28,7 @@ def rates_by(
         rates = {
             "n_identities": int(g["identity_id"].nunique()),
             "mean": float(per_draw.mean()),
-            "std": float(per_draw.std(ddof=0)) if len(per_draw) > 1 else 0.0,
+            "std": float(per_draw.std(ddof=1)) if len(per_draw) > 1 else 0.0,
             "n_draws": int(len(per_draw)),
         }
         out.append((key if isinstance(key, tuple) else (key,), g, rates))

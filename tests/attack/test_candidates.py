@@ -4,7 +4,7 @@ import pyarrow as pa
 import pytest
 
 import schemas
-from idia.attack.candidates import build_candidates, read_candidates_file
+from idia.attack.candidates import build_candidates, read_candidates_file, study_fakes
 from idia.core import census
 from idia.core.errors import InputFileError, UserError
 from idia.mine.normalize import name_key
@@ -86,3 +86,38 @@ def test_fakes_are_census_first_names_and_surnames_only():
     fakes = build_candidates(IDS, 1000, seed=0).column("name").to_pylist()[3:]
     assert all(len(n.split(" ")) == 2 and n.split(" ")[0] in firsts and n.split(" ")[1] in surnames for n in fakes)
     assert len(surnames) == 1000 and "Archer" in surnames  # rank "1,000": the last data row
+
+
+def test_study_fakes_are_the_pandas_draw_the_study_made():
+    """The study: first names x surnames as a cross product, then groupby("sex").sample(n, random_state=42)."""
+    pd = pytest.importorskip("pandas")
+    first = pd.DataFrame([(n, s) for s in ("m", "f") for n in census.ssa_first_names(s)], columns=["first_name", "sex"])
+    last = pd.DataFrame({"last_name": list(census.surnames(1000, casing="study"))})
+    cross = pd.merge(first[first.sex == "f"], last, how="cross")
+    cross = pd.concat([cross, pd.merge(first[first.sex == "m"], last, how="cross")], ignore_index=True)
+    sampled = cross.groupby("sex").sample(226, random_state=42)
+    expected = [f"{a} {b}" for a, b in zip(sampled.first_name, sampled.last_name)]
+    assert study_fakes(226, 42) == expected
+    assert len(set(expected)) == 452
+
+
+def test_study_candidates_fill_to_num_candidates_per_sex():
+    c = build_candidates(IDS, 1000, seed=42, fakes="study")
+    names = c.column("name").to_pylist()
+    assert names[:3] == ["Yorick Vax", "Zelda Quux", "Pat Doe"] and len(names) == 3 + 2 * 498
+    female = set(census.ssa_first_names("f"))
+    assert sum(n.split()[0] in female for n in names[3 : 3 + 498]) == 498  # the study's "f" group first
+    assert names[3:] == study_fakes(498, 42)
+    # A fake that is a real identity's name is dropped, never replaced: the list is one shorter.
+    victim = names[3]
+    ids2 = _ids([("b", "Zelda Quux", [victim.lower()], "f"), ("a", "Yorick Vax", [], "m"), ("c", "Pat Doe", [], None)])
+    again = build_candidates(ids2, 1000, seed=42, fakes="study").column("name").to_pylist()
+    assert len(again) == len(names) - 1 and victim not in again
+
+
+def test_ssa_first_names_rebuilt_the_studys_way():
+    m, f = census.ssa_first_names("m"), census.ssa_first_names("f")
+    assert len(m) == len(f) == 1000 and len(set(m)) == len(set(f)) == 1000
+    # The 1880s' most given names lead (their share of births was the largest of any year).
+    assert m[:3] == ("John", "William", "James") and f[:3] == ("Mary", "Anna", "Emma")
+    assert census.surnames(3, casing="study") == ("Smith", "Johnson", "Williams")

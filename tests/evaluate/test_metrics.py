@@ -48,19 +48,20 @@ def test_metrics_per_k_and_tau():
         return r["mean"], r["std"]
 
     # k=1, tau=1: draw0 pred m1,m2 -> TPR 1, FPR 0; draw1 pred m2,n1 -> TPR .5, FPR .5
-    assert get(1, 1, "tpr") == pytest.approx((0.75, 0.25))
-    assert get(1, 1, "fpr") == pytest.approx((0.25, 0.25))
-    assert get(1, 1, "fnr") == pytest.approx((0.25, 0.25))
-    assert get(1, 1, "accuracy") == pytest.approx((0.75, 0.25))
-    assert get(1, 1, "precision") == pytest.approx((0.75, 0.25))
+    sd2 = pd.Series([1.0, 0.5]).std()  # the sample std (ddof = 1) of two draws half a rate apart, as the study
+    assert get(1, 1, "tpr") == pytest.approx((0.75, sd2))
+    assert get(1, 1, "fpr") == pytest.approx((0.25, sd2))
+    assert get(1, 1, "fnr") == pytest.approx((0.25, sd2))
+    assert get(1, 1, "accuracy") == pytest.approx((0.75, sd2))
+    assert get(1, 1, "precision") == pytest.approx((0.75, sd2))
     # k=3, tau=2: draw0 m1 only; draw1 m1, m2
-    assert get(3, 2, "tpr") == pytest.approx((0.75, 0.25))
+    assert get(3, 2, "tpr") == pytest.approx((0.75, sd2))
     assert get(3, 2, "tnr") == pytest.approx((1.0, 0.0))
     assert set(m[m.metric == "tpr"].n_draws) == {2}
     # k=1, tau=2: draw1 predicts no member, so its precision is undefined and left out of the mean
     assert m[(m.k == 1) & (m.tau == 2) & (m.metric == "precision")].n_draws.iloc[0] == 1
     md = metrics_markdown(compute_metrics(_attacks(), TRUTH, [1]), 1)
-    assert "| 1 | 0.750 +- 0.250" in md
+    assert "| 1 | 0.750 +- 0.354" in md
 
 
 def test_precision_undefined_is_null():
