@@ -120,6 +120,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
                 value = [args[0](v) for v in value.split(",") if v.strip()]
             except ValueError:
                 raise ConfigError(f"{where}: expected comma-separated numbers, got {value!r}") from None
+        if isinstance(value, str) and args and args[0] is str:
+            value = [value]  # one path where a list of paths is expected
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         inner = args[0] if args else Any

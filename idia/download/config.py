@@ -24,10 +24,18 @@ class DownloadConfig(StageConfig):
     manifests: str | None = option(
         None, help="input (one of): mine output folder (holds manifests/bucket=NNN/*.parquet)"
     )
-    queries: str | None = option(
+    queries: list[str] = option(
+        default_factory=list,
+        metavar="PATH",
+        help="input (one of): query-image sources, each a FaceScrub-layout file (tab-separated: name image_id "
+        "face_id url bbox sha256 [identity_id] [sex], as facescrub_actors.txt / facescrub_actresses.txt) or a folder "
+        "of <Name>.txt URL lists (the study's German personalities); a file or folder called actors / actresses "
+        "gives the sex",
+    )
+    query_aliases: str | None = option(
         None,
-        help="input (one of): query-image list, FaceScrub layout (tab-separated: name "
-        "image_id face_id url bbox sha256 [identity_id])",
+        help="CSV query_name,name: query names spelled otherwise than in the names list (the study's FaceScrub "
+        "fixes: idia/resources/study/facescrub_name_fixes.csv)",
     )
     identities: str | None = option(
         None,
@@ -38,9 +46,11 @@ class DownloadConfig(StageConfig):
         None, help="download at most K images per identity (seeded sample); none: all"
     )
     seed: int = option(0, help="seed of the per-identity sample")
-    # Query photos are cropped to their face box when the list gives one (as the study's FaceScrub queries were).
-    # Off for a model that never saw tight face crops in training, such as the demo's tiny CLIP.
-    crop_to_bbox: bool = option(True, help="crop query photos to their bbox when the list gives one")
+    # The study queried with WHOLE photos (FaceScrub loaded with cropped=False). Cropping to the list's face box is
+    # there for users who want face-only queries.
+    crop_to_bbox: bool = option(
+        False, help="crop query photos to their face box when the list gives one (the study: whole photos)"
+    )
     image_size: int = option(256, help="target size in pixels")
     resize_mode: str = option(
         "keep_ratio", choices=RESIZE_MODES, help="img2dataset resize mode (keep_ratio: shorter side = image size)"
@@ -97,6 +107,8 @@ class DownloadConfig(StageConfig):
     )
 
     def check(self) -> None:
+        if isinstance(self.queries, str):  # one source given where a list is expected (a config built in code)
+            self.queries = [self.queries]
         if bool(self.manifests) == bool(self.queries):
             raise ConfigError("download: give exactly one of manifests (a mine output) or queries (a query list)")
         if self.max_per_identity is not None and self.max_per_identity < 1:

@@ -51,21 +51,37 @@ def _identity_table(cfg: DownloadConfig) -> pa.Table | None:
     return None
 
 
+def with_sexes(identities: pa.Table, sexes: dict[str, str]) -> pa.Table:
+    """The identities with each unknown sex taken from `sexes`; a sex the names list gives is kept."""
+    given = identities.column("sex").to_pylist()
+    ids = identities.column("identity_id").to_pylist()
+    filled = [g if g else sexes.get(i) for g, i in zip(given, ids)]
+    idx = identities.schema.get_field_index("sex")
+    return identities.set_column(idx, identities.schema.field("sex"), pa.array(filled, pa.string()))
+
+
 def build_requests(cfg: DownloadConfig) -> tuple[pa.Table, dict]:
     """The rows to download (schemas.REQUESTS), sampled per identity, and the input accounting."""
     if cfg.manifests:
         table, stats = requests_from_manifests(cfg.manifests, cfg.max_per_identity, cfg.seed)
         return table, {"mode": "manifests", **stats.to_dict()}
-    from idia.download.queries import read_query_list
+    from idia.download.queries import read_queries, read_query_aliases
 
     identities = _identity_table(cfg) if cfg.identities else None
-    table, stats, unknown = read_query_list(cfg.queries, identities)
+    aliases = read_query_aliases(cfg.query_aliases) if cfg.query_aliases else None
+    table, stats, unknown, sexes = read_queries(cfg.queries, identities, aliases)
     if cfg.max_per_identity is not None:
         df, dropped = sample_per_identity(table.to_pandas(), cfg.max_per_identity, cfg.seed)
         table = pa.Table.from_pandas(df, schema=REQUESTS, preserve_index=False)
         stats["not_sampled"] = dropped
         stats["requested"] = table.num_rows
-    info = {"mode": "queries", **stats.to_dict(), "unknown_names": unknown[:50]}
+    info = {
+        "mode": "queries",
+        **stats.to_dict(),
+        "unknown_names": unknown[:50],
+        "sources": list(cfg.queries),
+        "sex_from_sources": dict(sorted(sexes.items())),
+    }
     check_sum(
         stats["rows_read"], {k: stats[k] for k in ("requested", "skipped_unknown_name", "not_sampled")}, "query rows"
     )
@@ -186,6 +202,11 @@ def run_download(cfg: DownloadConfig, fetch: Fetcher) -> dict:
         folder.pin()  # a first attempt that failed on its inputs pinned nothing; from here the folder is this run's
         write_json(inputs, out / files.REQUESTS_JSON)
         write_parquet(requests, req_path)
+        ident_table = _identity_table(cfg)
+        if ident_table is not None and inputs.get("sex_from_sources"):
+            # The names list, its unknown sexes filled from the query sources (actors / actresses): a folder the
+            # attack's --identities can take.
+            write_parquet(with_sexes(ident_table, inputs["sex_from_sources"]), out / files.IDENTITIES_PARQUET)
 
     guard = cfg.guard()
     shards = out / files.SHARDS_DIR

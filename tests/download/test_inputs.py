@@ -4,6 +4,7 @@ the safe resizer's header checks and crop."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -92,7 +93,7 @@ def test_query_list_reads_and_skips_unknown(tmp_path):
         + "Bob Example\t4\t1\thttp://x/4.jpg\t1.5,2,3.25,4\t\n",
         encoding="utf-8",
     )
-    table, stats, unknown = read_query_list(q, _names(tmp_path))
+    table, stats, unknown, _ = read_query_list(q, _names(tmp_path))
     assert stats["rows_read"] == 4 and stats["requested"] == 3 and stats["skipped_unknown_name"] == 1
     assert unknown == ["Nobody Known"]
     rows = table.to_pylist()
@@ -128,11 +129,46 @@ def test_query_list_header_and_identity_column(tmp_path):
     with pytest.raises(InputFileError, match="line 1: header lacks column"):
         read_query_list(q, None)
     q.write_text(QUERY_HEADER.rstrip("\n") + "\tidentity_id\nAnyone\t7\t1\thttp://x/7.jpg\t\t\tp-7\n", encoding="utf-8")
-    table, _, _ = read_query_list(q, None)  # identity_id column: no names list needed
+    table, _, _, _ = read_query_list(q, None)  # identity_id column: no names list needed
     assert table.to_pylist()[0]["identity_id"] == "p-7"
     q.write_text(QUERY_HEADER + "Ann Example\t1\t1\thttp://x/1.jpg\t\t\n", encoding="utf-8")
     with pytest.raises(InputFileError, match="--identities"):
         read_query_list(q, None)
+
+
+def test_query_sources_sex_aliases_and_junk(tmp_path):
+    from idia.download.queries import read_queries, read_query_aliases, read_url_lists, sex_from_path
+
+    assert [sex_from_path(Path(p)) for p in ("facescrub_actors.txt", "x/actresses/A.txt", "q.tsv")] == ["m", "f", None]
+    names = _names(tmp_path)
+    root = tmp_path / "lists"
+    (root / "actresses").mkdir(parents=True)
+    (root / "actresses" / "Ann_Example.txt").write_text("http://x/a.jpg\nhttp://x/b.jpg\n")
+    (root / "Nobody_Here.txt").write_text("http://x/c.jpg\n")
+    table, stats, unknown, sexes = read_url_lists(root, names)
+    assert [(r["identity_id"], r["source_id"], r["url"]) for r in table.to_pylist()] == [
+        ("ann-1", "L0000", "http://x/a.jpg"),
+        ("ann-1", "L0001", "http://x/b.jpg"),
+    ]
+    assert (stats["rows_read"], stats["requested"], stats["skipped_unknown_name"]) == (3, 2, 1)
+    assert unknown == ["Nobody Here"] and sexes == {"ann-1": "f"}
+    # A FaceScrub file naming the same person a man: the sources disagree, and the error says where.
+    q = tmp_path / "facescrub_actors.txt"
+    q.write_text(QUERY_HEADER + "Ann Example\t1\t1\thttp://x/1.jpg\t\t\n", encoding="utf-8")
+    with pytest.raises(InputFileError, match="sex 'm' here but 'f'"):
+        read_queries([str(root), str(q)], names)
+    # A query-name fix maps a misspelling to the names list's spelling.
+    fixes = tmp_path / "fixes.csv"
+    fixes.write_text("query_name,name\nAnn Exampel,Ann Example\n")
+    q.write_text(QUERY_HEADER + "Ann Exampel\t1\t1\thttp://x/1.jpg\t\t\n", encoding="utf-8")
+    t, st, unk, sx = read_queries([str(q)], names, read_query_aliases(fixes))
+    assert t.column("identity_id").to_pylist() == ["ann-1"] and unk == [] and sx == {"ann-1": "m"}
+    fixes.write_text("name,query_name\n")
+    with pytest.raises(InputFileError, match="header must start with query_name,name"):
+        read_query_aliases(fixes)
+    (root / "actresses" / "Ann_Example.txt").write_text("http://x/a.jpg extra\n")
+    with pytest.raises(InputFileError, match=r"Ann_Example.txt: line 1: a URL line holds whitespace"):
+        read_url_lists(root, names)
 
 
 @pytest.mark.parametrize(

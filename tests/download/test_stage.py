@@ -340,7 +340,13 @@ def test_query_list_crop_sha256_and_opt_out_override(world, tmp_path):
     out = tmp_path / "q"
     rep = run_download(
         DownloadConfig(
-            out=str(out), queries=str(q), identities=str(names), ignore_opt_out=True, allow_private_network=True, **FAST
+            out=str(out),
+            queries=str(q),
+            identities=str(names),
+            crop_to_bbox=True,
+            ignore_opt_out=True,
+            allow_private_network=True,
+            **FAST,
         )
     )
     index = {r["source_id"]: r for r in _index(out)}
@@ -358,23 +364,41 @@ def test_query_list_crop_sha256_and_opt_out_override(world, tmp_path):
         assert g > 150 and r < 80 and b < 80  # the box's green, not the white page around it
 
 
-def test_query_list_no_crop_keeps_the_whole_photo(world, tmp_path):
+def test_query_sources_as_the_study_whole_photos_sex_and_url_lists(world, tmp_path):
+    """FaceScrub-layout file + a folder of <Name>.txt URL lists, sex from their names, a query-name fix; whole photos
+    by default, as the study."""
     site = world["site"]
     names = tmp_path / "names.csv"
-    names.write_text("identity_id,name\nann-1,Ann Example\n", encoding="utf-8")
-    q = tmp_path / "queries.tsv"
+    names.write_text("identity_id,name\nann-1,Ann Example\nbob-2,Bob Exämple\n", encoding="utf-8")
+    q = tmp_path / "facescrub_actresses.txt"
     q.write_text(
-        f"name\timage_id\tface_id\turl\tbbox\tsha256\nAnn Example\t1\t1\t{site.url('img/face.png')}\t20,10,120,60\t\n",
+        f"name\timage_id\tface_id\turl\tbbox\tsha256\nAnn M. Exampel\t1\t1\t{site.url('img/face.png')}\t20,10,120,60\t\n",
         encoding="utf-8",
     )
+    fixes = tmp_path / "fixes.csv"
+    fixes.write_text("query_name,name\nAnn M. Exampel,Ann Example\n", encoding="utf-8")
+    lists = tmp_path / "celebs" / "actors"
+    lists.mkdir(parents=True)
+    (lists / "Bob_Exämple.txt").write_text(f"{site.url('img/good.jpg')}\n\n{site.url('img/good.png')}\n")
     out = tmp_path / "q"
-    run_download(
+    rep = run_download(
         DownloadConfig(
-            out=str(out), queries=str(q), identities=str(names), crop_to_bbox=False, allow_private_network=True, **FAST
+            out=str(out),
+            queries=[str(q), str(tmp_path / "celebs")],
+            query_aliases=str(fixes),
+            identities=str(names),
+            allow_private_network=True,
+            **FAST,
         )
     )
-    (row,) = _index(out)
-    assert row["status"] == "success"
+    rows = {(r["identity_id"], r["source_id"]): r for r in _index(out)}
+    assert set(rows) == {("ann-1", "1"), ("bob-2", "L0000"), ("bob-2", "L0001")}
+    assert all(r["status"] == "success" for r in rows.values())
+    assert rep["inputs"]["rows_read"] == 3 and rep["inputs"]["blank_lines"] == 1
+    assert rep["inputs"]["sex_from_sources"] == {"ann-1": "f", "bob-2": "m"}
+    people = pq.read_table(out / "identities.parquet").to_pylist()
+    assert {p["identity_id"]: p["sex"] for p in people} == {"ann-1": "f", "bob-2": "m"}
+    row = rows[("ann-1", "1")]
     with tarfile.open(out / row["shard"]) as tf:
         data = tf.extractfile(f"{row['key']}.jpg").read()
     with Image.open(io.BytesIO(data)) as im:

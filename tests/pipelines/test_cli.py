@@ -46,7 +46,7 @@ def test_download_private_network_options(tmp_path, flags, allow_all, networks):
     f = tmp_path / "d.yaml"
     f.write_text(f"out: {tmp_path / 'o'}\nimage_size: 96\n")
     cfg = _cfg("download", ["--config", str(f), "--queries", "q.tsv", *flags])
-    assert (cfg.out, cfg.queries, cfg.image_size) == (str(tmp_path / "o"), "q.tsv", 96)
+    assert (cfg.out, cfg.queries, cfg.image_size) == (str(tmp_path / "o"), ["q.tsv"], 96)
     assert (cfg.allow_private_network, cfg.allowed_networks) == (allow_all, networks)
 
 
