@@ -45,6 +45,7 @@ class PipelineConfig:
     compare_published: bool = False  # set the mined occurrence table beside the study's published one
     headline_k: int = 10  # the k whose metrics the summary prints
     seeds: list[int] | None = None  # with a world: one world + tiny CLIP + attack per seed, rates over seeds
+    preset: str | None = None  # pipelines.presets: stage keys the config starts from ("study": the study's settings)
 
 
 def apply_overrides(data: dict, assignments: list[str]) -> dict:
@@ -64,9 +65,16 @@ def apply_overrides(data: dict, assignments: list[str]) -> dict:
     return data
 
 
-def load_pipeline(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
-    """Relative paths in the config are relative to where the command runs, like every other CLI path."""
-    return from_dict(PipelineConfig, apply_overrides(load_file(path), list(overrides)), str(path))
+def load_pipeline(path: str | Path, overrides: list[str] = (), preset: str | None = None) -> PipelineConfig:
+    """The config file over its preset (`preset:` in the file, or `preset` here, which wins), then the overrides.
+    Relative paths in the config are relative to where the command runs, like every other CLI path."""
+    from pipelines.presets import apply_preset
+
+    data = load_file(path)
+    if preset:
+        data["preset"] = preset
+    data = apply_overrides(apply_preset(data, data.get("preset")), list(overrides))
+    return from_dict(PipelineConfig, data, str(path))
 
 
 def _stage_cfg(cls, section: dict, wired: dict, name: str, force: bool):
@@ -112,7 +120,10 @@ def plan_pipeline(cfg: PipelineConfig, force: bool = False) -> Plan:
     download_wired: dict = {"out": str(d["download"])}
     attack_wired: dict = {"out": str(d["attack"]), "images": str(d["download"])}
     if "identities" not in cfg.attack:
-        attack_wired["identities"] = str(d["mine"])
+        # The download's copy of the names list has the sexes its query sources gave (FaceScrub's actors /
+        # actresses files); otherwise mine's.
+        with_sexes = cfg.download.get("queries") and cfg.download.get("identities")
+        attack_wired["identities"] = str(d["download"] if with_sexes else d["mine"])
     evaluate_wired: dict = {"out": str(d["evaluate"]), "attack": str(d["attack"]), "ground_truth": str(d["mine"])}
 
     world = None
@@ -318,6 +329,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="pipeline config (YAML/JSON), e.g. pipelines/demo.yaml or pipelines/laion400m.yaml")
     p.add_argument("--out", help="run folder; overrides the config's `out`")
     p.add_argument(
+        "--preset",
+        choices=["study"],
+        help="start from a preset's stage keys (the config's own keys and --set win): study = the study's "
+        "LAION-400M settings (paper matching, whole photos, fp32, its k list, 20 draws, tau 1, >= 30 images, its "
+        "fake names); overrides the config's `preset`",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -340,7 +358,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = load_pipeline(args.config, args.set)
+    cfg = load_pipeline(args.config, args.set, args.preset)
     if args.out:
         cfg = dataclasses.replace(cfg, out=args.out)
     if args.seeds:
@@ -353,6 +371,7 @@ def main(args: argparse.Namespace) -> int:
             resolved = {f"seed-{s}": plan_pipeline(seed_config(cfg, s), args.force).resolved() for s in cfg.seeds}
         else:
             resolved = plan_pipeline(cfg, args.force).resolved()
+        resolved["pipeline"] = {k: getattr(cfg, k) for k in ("preset", "headline_k", "compare_published", "seeds")}
         print(json.dumps(resolved, indent=2, sort_keys=True, default=str))
         return 0
     summary = run_pipeline(cfg, args.force, args.redact)

@@ -246,6 +246,19 @@ MEMBERSHIP = pa.schema(
     ]
 )
 
+#: The study's heatmap: TPR per occurrence bin against k (members only; mean and sample std over draws).
+BIN_K = pa.schema(
+    [
+        pa.field("bin", pa.string(), nullable=False),  # as IDENTITY_LIST.bin
+        pa.field("bin_start", pa.int64(), nullable=False),  # the bin's lower edge: its sort key
+        pa.field("k", pa.int32(), nullable=False),
+        pa.field("members", pa.int64(), nullable=False),  # members of the bin attacked at k
+        pa.field("tpr_mean", pa.float64(), nullable=False),
+        pa.field("tpr_std", pa.float64(), nullable=False),
+        pa.field("n_draws", pa.int64(), nullable=False),
+    ]
+)
+
 METRICS = pa.schema(
     [
         pa.field("k", pa.int32(), nullable=False),
@@ -300,6 +313,7 @@ ALL = {
     "attacks": ATTACKS,
     "attack_status": ATTACK_STATUS,
     "membership": MEMBERSHIP,
+    "bin_k": BIN_K,
     "metrics": METRICS,
     "truth": TRUTH,
     "sweep": SWEEP,

@@ -203,7 +203,7 @@ def run_download(cfg: DownloadConfig, fetch: Fetcher) -> dict:
         write_json(inputs, out / files.REQUESTS_JSON)
         write_parquet(requests, req_path)
         ident_table = _identity_table(cfg)
-        if ident_table is not None and inputs.get("sex_from_sources"):
+        if cfg.queries and ident_table is not None:
             # The names list, its unknown sexes filled from the query sources (actors / actresses): a folder the
             # attack's --identities can take.
             write_parquet(with_sexes(ident_table, inputs["sex_from_sources"]), out / files.IDENTITIES_PARQUET)

@@ -125,6 +125,36 @@ def rates_per_bin(attacks: pd.DataFrame, occurrences: pd.DataFrame, k: int) -> l
     return [[r[0], r[2], r[3], r[4], r[5], r[6]] for r in rows]
 
 
+def comparison_section(folder: Path) -> list[str]:
+    """The regenerated occurrence list against the study's published one (compare-lists' comparison.csv)."""
+    path = folder / "comparison.csv"
+    if not path.is_file():
+        return []
+    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    kinds = df["difference"].value_counts().to_dict()
+    diff = df[df["difference"] != "same"].copy()
+    diff["_abs"] = pd.to_numeric(diff["delta"], errors="coerce").abs().fillna(-1)
+    diff = diff.sort_values(["_abs", "name"], ascending=[False, True])
+    out = [
+        "<h2>Regenerated list vs the study's published one</h2><p>"
+        + ", ".join(f"{_e(k)}: {int(v)}" for k, v in sorted(kinds.items()))
+        + f". Every name whose count or membership differs, largest difference first (also in <code>{_e(path)}</code>).</p>"
+    ]
+    cols = ["name", "count_published", "count_regenerated", "delta", "membership_published", "membership_regenerated"]
+    rows = [[None if pd.isna(r[c]) else r[c] for c in cols] + [r["difference"]] for _, r in diff.iterrows()]
+    out.append(
+        _table(
+            ["name", "published", "regenerated", "delta", "membership (published)", "membership (regenerated)", "what"],
+            rows,
+            sortable=True,
+            numeric={1, 2, 3},
+        )
+        if rows
+        else "<p>No differences.</p>"
+    )
+    return out
+
+
 def write_html_report(
     out: str | Path, k: int, tau: int, times: dict | None = None, redact: bool = False, path: str | Path | None = None
 ) -> Path:
@@ -190,45 +220,72 @@ def write_html_report(
             [[int(t), *[_fmt(headline(at_k, k, t).get(m)) for m in METRIC_NAMES]] for t in sorted(set(at_k["tau"]))],
         )
     )
+    bin_k_path = ev / files.BIN_K_PARQUET
+    if bin_k_path.is_file():
+        from idia.evaluate.bins import pivot
+
+        cells = pq.read_table(bin_k_path).to_pandas()
+        if len(cells):
+            grid = pivot(cells)
+            parts.append(
+                f"<h2>TPR per occurrence bin and k (tau = {tau})</h2><p>The study's analysis: members only, by how "
+                "often their name is in the training captions; each cell the mean over draws. Also in "
+                f"<code>{_e(files.BIN_K_CSV)}</code> with the std and the members per cell.</p>"
+            )
+            parts.append(
+                _table(
+                    ["k", *[str(c) for c in grid.columns]],
+                    [[int(kk), *[None if pd.isna(v) else float(v) for v in row]] for kk, row in grid.iterrows()],
+                    numeric=set(range(1, len(grid.columns) + 1)),
+                )
+            )
+    parts += comparison_section(d["compare-lists"])
     for png in sorted((ev / files.PLOTS_DIR).glob("*.png")):
         if "sweep" not in png.name:
             parts.append(_img(png, png.stem.replace("_", " ")))
 
-    mem_path = ev / files.MEMBERSHIP_PARQUET
-    if mem_path.is_file():
-        m = pq.read_table(mem_path).to_pandas()
+    per_path = ev / files.PER_IDENTITY_CSV
+    if per_path.is_file():
+        m = pd.read_csv(per_path, keep_default_na=False, na_values=[""])
+        extra = [c for c in m.columns if c.startswith("captions_")]
+        has_bin = "bin" in m.columns
         parts.append(
             f"<h2>Per identity (k = {int(m['k'].max()) if len(m) else k})</h2><p>Click a column to sort. "
-            "Score: correct templates, mean over draws; member rate: share of draws predicted member.</p>"
+            "Score: correct templates, mean over draws; member rate: share of draws predicted member."
+            + (
+                f" {', '.join(extra)}: captions counted in another matching mode, beside the ground truth's."
+                if extra
+                else ""
+            )
+            + f" Also in <code>{_e(files.PER_IDENTITY_CSV)}</code>.</p>"
         )
         rows = [
             [
-                r.identity_id,
-                r.identity_id if redact else r.name,
-                None if pd.isna(r.is_member) else ("member" if r.is_member else "non-member"),
-                None if pd.isna(r.caption_count) else int(r.caption_count),
-                float(r.score),
-                float(r.member_rate),
-                "member" if r.predicted_member else "non-member",
+                r["identity_id"],
+                r["identity_id"] if redact else r["name"],
+                None if pd.isna(r["is_member"]) else ("member" if str(r["is_member"]) == "True" else "non-member"),
+                None if pd.isna(r["caption_count"]) else int(r["caption_count"]),
+                *([r["bin"]] if has_bin else []),
+                *[None if pd.isna(r[c]) else int(r[c]) for c in extra],
+                float(r["score"]),
+                float(r["member_rate"]),
+                "member" if str(r["predicted_member"]) == "True" else "non-member",
             ]
-            for r in m.itertuples()
+            for _, r in m.iterrows()
         ]
-        parts.append(
-            _table(
-                [
-                    "identity_id",
-                    "name" + (" (redacted)" if redact else ""),
-                    "ground truth",
-                    "caption count",
-                    "score",
-                    "member rate",
-                    "predicted",
-                ],
-                rows,
-                sortable=True,
-                numeric={3, 4, 5},
-            )
-        )
+        header = [
+            "identity_id",
+            "name" + (" (redacted)" if redact else ""),
+            "ground truth",
+            "caption count",
+            *(["bin"] if has_bin else []),
+            *extra,
+            "score",
+            "member rate",
+            "predicted",
+        ]
+        n = 4 + has_bin + len(extra)
+        parts.append(_table(header, rows, sortable=True, numeric={3, *range(4 + has_bin, n + 2)}))
 
     from idia.evaluate.report import accounting_lines
 

@@ -60,6 +60,8 @@ def load_ground_truth(path: str | Path) -> pd.DataFrame:
         out["caption_count"] = pd.to_numeric(df["count"], errors="coerce").astype("Int64")
     else:
         out["caption_count"] = pd.array([pd.NA] * len(out), dtype="Int64")
+    if "bin" in df.columns:
+        out["bin"] = df["bin"].astype(str)
     if "in_eval_subset" in df.columns:
         out["in_eval_subset"] = df["in_eval_subset"].astype(str).str.lower().isin(["true", "1"])
     if out["identity_id"].duplicated().any():

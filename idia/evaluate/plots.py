@@ -147,3 +147,24 @@ def seeds_sweep_plot(table: pd.DataFrame, k: int, path: Path) -> Path:
     ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     return _save(fig, path, dpi=120, tight=False)
+
+
+def tpr_heatmap(grid: pd.DataFrame, path: Path, title: str = "") -> Path:
+    """The study's heatmap: mean TPR per occurrence bin (x) and k (y, smallest at the bottom), 0..1, Blues."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * max(len(grid.columns), 3), 1.2 + 0.32 * max(len(grid.index), 3)))
+    values = grid.to_numpy(dtype=float)
+    im = ax.imshow(np.ma.masked_invalid(values), cmap="Blues", vmin=0, vmax=1, origin="lower", aspect="auto")
+    ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns], rotation=45, ha="right")
+    ax.set_yticks(range(len(grid.index)), [str(k) for k in grid.index])
+    for (i, j), v in np.ndenumerate(values):
+        if v == v:
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v > 0.6 else "black")
+    ax.set(
+        xlabel="captions naming the person (occurrence bin)",
+        ylabel="k (images used for the IDIA)",
+        title=title or "TPR per occurrence bin and k",
+    )
+    fig.colorbar(im, ax=ax, label="TPR (mean over draws)")
+    return _save(fig, path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 
 from idia.core.atomic import write_text
@@ -130,6 +131,29 @@ def write_report(out: Path, world_dir: Path | None, k: int, summaries: dict, tim
     metrics_md = (ev / files.METRICS_MD).read_text()
     table = metrics_md[metrics_md.index("Metrics at tau") :] if "Metrics at tau" in metrics_md else metrics_md
     lines += ["## Metrics per k", "", table.strip(), ""]
+    bin_k_path = ev / files.BIN_K_PARQUET
+    if bin_k_path.is_file() and pq.read_metadata(bin_k_path).num_rows:
+        from idia.evaluate.bins import pivot
+
+        grid = pivot(pq.read_table(bin_k_path).to_pandas())
+        lines += [
+            f"## TPR per occurrence bin and k (tau = {tau}; members only, mean over draws)",
+            "",
+            "| k | " + " | ".join(str(c) for c in grid.columns) + " |",
+            "|---|" + "---:|" * len(grid.columns),
+            *(
+                f"| {int(kk)} | " + " | ".join("" if pd.isna(v) else f"{v:.2f}" for v in row) + " |"
+                for kk, row in grid.iterrows()
+            ),
+            "",
+        ]
+    comparison = out / files.RUN_STAGE_DIRS["compare-lists"] / "comparison.md"
+    if comparison.is_file():
+        body = comparison.read_text().split("\n", 1)[1]  # its own title line dropped
+        lines += ["## Regenerated list vs the study's published one", body.strip(), ""]
+        kinds = summaries.get("compare-lists", {}).get("differences", {})
+        if kinds:
+            text.append("list vs published: " + ", ".join(f"{k_}: {v}" for k_, v in sorted(kinds.items())))
     for png in sorted((ev / files.PLOTS_DIR).glob("*.png")):
         if "sweep" not in png.name:
             lines += [f"![{png.stem}](evaluate/plots/{png.name})", ""]

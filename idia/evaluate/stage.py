@@ -64,6 +64,22 @@ def _names(attack: Path, attacks: pd.DataFrame) -> pd.DataFrame:
     return ids
 
 
+def per_identity_table(membership, truth: pd.DataFrame, ground_truth: str) -> pd.DataFrame:
+    """The membership table with each identity's occurrence bin and, where mine counted other match modes beside its
+    main one (--also-count), the caption count in each (`captions_<mode>`)."""
+    df = membership.to_pandas()
+    if "bin" in truth.columns:
+        df = df.merge(truth[["identity_id", "bin"]], on="identity_id", how="left")
+    by_mode = Path(ground_truth) / files.COUNTS_BY_MODE_PARQUET
+    if by_mode.is_file():
+        m = pq.read_table(by_mode).to_pandas()
+        m = m[~m["is_main"]]
+        if len(m):
+            wide = m.pivot(index="identity_id", columns="match_mode", values="n_captions").add_prefix("captions_")
+            df = df.merge(wide.reset_index(), on="identity_id", how="left")
+    return df
+
+
 def run_evaluate(cfg: EvaluateConfig) -> dict:
     cfg.validate()
     attack = Path(cfg.attack)
@@ -98,6 +114,15 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     membership = membership_table(attacks, _names(attack, attacks), truth, k, tau)
     write_parquet(metrics, out / files.METRICS_PARQUET)
     write_parquet(membership, out / files.MEMBERSHIP_PARQUET)
+    bin_k = None
+    if "bin" in truth.columns:  # mine's occurrence table: the study's analysis by occurrence bin
+        from idia.evaluate.bins import tpr_by_bin_and_k
+
+        bin_k = tpr_by_bin_and_k(attacks, truth, tau)
+        write_parquet(bin_k, out / files.BIN_K_PARQUET)
+        write_text(bin_k.to_pandas().to_csv(index=False, lineterminator="\n"), out / files.BIN_K_CSV)
+    per_identity = per_identity_table(membership, truth, cfg.ground_truth)
+    write_text(per_identity.to_csv(index=False, lineterminator="\n"), out / files.PER_IDENTITY_CSV)
     md = metrics_markdown(metrics, tau)
     write_text(
         f"# IDIA evaluation\n\nAttack: `{attack}`  \nGround truth: `{cfg.ground_truth}`\n\n"
@@ -115,6 +140,13 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         plots.append(P.rates_vs_tau(mdf, k, out / files.PLOTS_DIR / "rates_vs_tau.png"))
         scores = attacks[attacks["k"] == k].merge(truth[["identity_id", "is_member"]], on="identity_id")
         plots.append(P.score_distribution(scores, k, n_templates, out / files.PLOTS_DIR / "score_distribution.png"))
+        if bin_k is not None and bin_k.num_rows:
+            from idia.evaluate.bins import pivot
+
+            grid = pivot(bin_k.to_pandas())
+            plots.append(
+                P.tpr_heatmap(grid, out / files.PLOTS_DIR / "tpr_by_bin_and_k.png", f"TPR per bin and k (tau={tau})")
+            )
     head = headline(mdf, k, tau)
     summary = {
         **counts,

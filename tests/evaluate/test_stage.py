@@ -80,7 +80,7 @@ def test_evaluate_cli_with_mine_output_and_eval_subset(tmp_path, attack_dir, cap
             "name": list("ABCDE"),
             "count": [3, 500, 7, 0, 0],
             "membership": ["member"] * 3 + ["non_member"] * 2,
-            "bin": ["x"] * 5,
+            "bin": ["[0, 25)", "[300, 1000000)", "[0, 25)", "[0, 25)", "[0, 25)"],
             "in_eval_subset": [True, False, True, True, True],
         }
     )
@@ -105,6 +105,13 @@ def test_evaluate_cli_with_mine_output_and_eval_subset(tmp_path, attack_dir, cap
     assert s["members_evaluated"] == 2 and s["evaluated"] == 4  # m2 (count 500) is outside the eval subset
     mem = pq.read_table(tmp_path / "e" / "membership.parquet").to_pandas()
     assert mem.set_index("identity_id").loc["m1", "caption_count"] == 3
+    # The study's analysis by bin: members m1, m3 in [0, 25) (m2 is outside the subset); per draw TPR 1, 0.5, 1.
+    cells = pd.read_csv(tmp_path / "e" / "tpr_by_bin_and_k.csv")
+    assert cells[["bin", "k", "members"]].values.tolist() == [["[0, 25)", 1, 2], ["[0, 25)", 3, 2]]
+    assert cells["tpr_mean"].tolist() == pytest.approx([5 / 6, 5 / 6])
+    assert cells["tpr_std"].tolist() == pytest.approx([pd.Series([1, 0.5, 1]).std()] * 2)
+    per = pd.read_csv(tmp_path / "e" / "per_identity.csv", keep_default_na=False).set_index("identity_id")
+    assert per.loc["m1", "bin"] == "[0, 25)" and per.loc["m1", "predicted_member"] in (True, "True")
 
 
 def test_evaluate_missing_attack_folder_is_a_user_error(tmp_path):
