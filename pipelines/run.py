@@ -46,6 +46,10 @@ class PipelineConfig:
     headline_k: int = 10  # the k whose metrics the summary prints
     seeds: list[int] | None = None  # with a world: one world + tiny CLIP + attack per seed, rates over seeds
     preset: str | None = None  # pipelines.presets: stage keys the config starts from ("study": the study's settings)
+    # Several models, one attack + evaluation each: a model spec, or a mapping of attack keys (model, pretrained,
+    # precision, ...) over the attack section. The first is the run's main model (attack/, evaluate/), the others
+    # go to models/<label>/; the report has one metrics row per model.
+    models: list | None = None
 
 
 def apply_overrides(data: dict, assignments: list[str]) -> dict:
@@ -96,6 +100,7 @@ class Plan:
     download: object
     attack: object
     evaluate: object
+    more_models: list = field(default_factory=list)  # (label, AttackConfig, EvaluateConfig) of models 2..n
 
     def resolved(self) -> dict:
         d = {"out": str(self.out)}
@@ -105,7 +110,27 @@ class Plan:
             d["train"] = {**to_dict(tcfg), "folder": str(model_dir)}
         for name in ("mine", "download", "attack", "evaluate"):
             d[name] = to_dict(getattr(self, name))
+        for label, a, e in self.more_models:
+            d.setdefault("models", {})[label] = {"attack": to_dict(a), "evaluate": to_dict(e)}
         return d
+
+
+def model_entries(models: list | None) -> list[dict]:
+    """`models:` entries as attack-key mappings, each with a path-safe label (the model spec, never a person)."""
+    import re
+
+    out, seen = [], set()
+    for i, m in enumerate(models or []):
+        entry = {"model": m} if isinstance(m, str) else m
+        if not isinstance(entry, dict) or not entry.get("model"):
+            raise ConfigError(f"pipeline.models[{i}]: expected a model spec or a mapping with a `model` key, got {m!r}")
+        raw = entry["model"] + (f"-{entry['pretrained']}" if entry.get("pretrained") else "")
+        label = re.sub(r"[^A-Za-z0-9._-]+", "-", raw.split("/")[-1]).strip("-.")[:60] or f"model-{i}"
+        if label in seen:
+            label = f"{label}-{i}"
+        seen.add(label)
+        out.append({"label": label, "keys": dict(entry)})
+    return out
 
 
 def plan_pipeline(cfg: PipelineConfig, force: bool = False) -> Plan:
@@ -155,13 +180,36 @@ def plan_pipeline(cfg: PipelineConfig, force: bool = False) -> Plan:
         }
         attack_wired |= {"model": f"local-dir:{d['train']}", "identities": identities}
 
+    entries = model_entries(cfg.models)
+    if entries and world:
+        raise ConfigError("pipeline.models: a run with a world attacks the world's own tiny CLIP; remove models")
+    attack_section = {**cfg.attack, **entries[0]["keys"]} if entries else cfg.attack
+    more = []
+    for i, e in enumerate(entries[1:], 1):
+        base = out / files.MODELS_DIR / e["label"]
+        a = _stage_cfg(
+            AttackConfig,
+            {**cfg.attack, **e["keys"]},
+            {**attack_wired, "out": str(base / "attack")},
+            f"models[{i}]",
+            force,
+        )
+        ev = _stage_cfg(
+            EvaluateConfig,
+            cfg.evaluate,
+            {**evaluate_wired, "out": str(base / "evaluate"), "attack": str(base / "attack")},
+            f"models[{i}].evaluate",
+            force,
+        )
+        more.append((e["label"], a, ev))
     return Plan(
         out,
         world,
         _stage_cfg(MineConfig, cfg.mine, mine_wired, "mine", force),
         _stage_cfg(DownloadConfig, cfg.download, download_wired, "download", force),
-        _stage_cfg(AttackConfig, cfg.attack, attack_wired, "attack", force),
+        _stage_cfg(AttackConfig, attack_section, attack_wired, "attack", force),
         _stage_cfg(EvaluateConfig, cfg.evaluate, evaluate_wired, "evaluate", force),
+        more,
     )
 
 
@@ -182,6 +230,11 @@ class _Stages:
         self.summaries[name] = out if isinstance(out, dict) else {}
         print(f"=== {name}: done in {self.times[name]:.1f} s ===", flush=True)
         return out
+
+
+def entry_label(a) -> str:
+    """How the report names a model: its spec, and its weights when a tag or file is given."""
+    return a.model + (f" ({a.pretrained})" if a.pretrained else "")
 
 
 def seed_config(cfg: PipelineConfig, seed: int) -> PipelineConfig:
@@ -229,7 +282,8 @@ def run_pipeline(cfg: PipelineConfig, force: bool = False, redact: bool = False,
     plan = plan_pipeline(cfg, force)
     out = plan.out
     names = (["world", "train"] if plan.world else []) + ["mine"] + (["compare-lists"] if cfg.compare_published else [])
-    stages = _Stages(names + ["download", "attack", "evaluate", "report"])
+    more = [f"{kind} {label}" for label, _, _ in plan.more_models for kind in ("attack", "evaluate")]
+    stages = _Stages(names + ["download", "attack", "evaluate", *more, "report"])
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
     write_json(to_dict(cfg), out / files.PIPELINE_CONFIG_JSON)
@@ -257,6 +311,11 @@ def run_pipeline(cfg: PipelineConfig, force: bool = False, redact: bool = False,
         stages.run("download", run_download, plan.download)
     stages.run("attack", run_attack, plan.attack)
     stages.run("evaluate", run_evaluate, plan.evaluate)
+    models = [(entry_label(plan.attack), plan.attack.out, plan.evaluate.out)]
+    for label, a, e in plan.more_models:
+        stages.run(f"attack {label}", run_attack, a)
+        stages.run(f"evaluate {label}", run_evaluate, e)
+        models.append((entry_label(a), a.out, e.out))
 
     from idia.evaluate.report import write_report
 
@@ -269,6 +328,7 @@ def run_pipeline(cfg: PipelineConfig, force: bool = False, redact: bool = False,
         stages.summaries,
         stages.times,
         redact,
+        models if len(models) > 1 else None,
     )
     if plan.world and checks:
         summary["checks"] = demo_checks(plan)

@@ -71,6 +71,8 @@ RUN_STAGE_DIRS = {
     "attack": "attack",
     "evaluate": "evaluate",
 }
+#: A pipeline's second and later models (`models:`): MODELS_DIR/<model label>/attack and .../evaluate.
+MODELS_DIR = "models"
 PIPELINE_CONFIG_JSON = "pipeline_config.json"
 SUMMARY_JSON = "summary.json"
 

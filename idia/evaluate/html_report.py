@@ -156,7 +156,13 @@ def comparison_section(folder: Path) -> list[str]:
 
 
 def write_html_report(
-    out: str | Path, k: int, tau: int, times: dict | None = None, redact: bool = False, path: str | Path | None = None
+    out: str | Path,
+    k: int,
+    tau: int,
+    times: dict | None = None,
+    redact: bool = False,
+    path: str | Path | None = None,
+    models: list[tuple[str, str, str]] | None = None,
 ) -> Path:
     """Write the run folder's report.html (or `path`) from the stages' outputs; returns its path."""
     out = Path(out)
@@ -172,6 +178,14 @@ def write_html_report(
         "</div>"
     )
     parts.append(_table(["metric", "mean ± std"], [[m.upper(), _fmt(head.get(m))] for m in METRIC_NAMES]))
+    if models:
+        from idia.evaluate.report import model_rows
+
+        parts.append(
+            f"<h2>Models (k = {k}, tau = {tau})</h2><p>One attack and evaluation per model; the sections below are "
+            f"the first model's. Folders: {', '.join(_e(e) for _, _, e in models)}.</p>"
+        )
+        parts.append(_table(["model", "TPR", "FPR", "accuracy", "precision"], model_rows(models, k, tau)))
 
     sweep = ev / files.SWEEP_CSV
     if sweep.is_file():

@@ -67,8 +67,27 @@ def report_k(ks: list[int], k: int) -> int:
     return k if k in ks or not ks else min(ks, key=lambda x: (abs(x - k), x))
 
 
-def write_report(out: Path, world_dir: Path | None, k: int, summaries: dict, times: dict, redact: bool = False) -> dict:
-    """report.md and report.html in the run folder; returns the headline and the text the run prints."""
+def model_rows(models: list[tuple[str, str, str]], k: int, tau: int) -> list[list]:
+    """One row per model (label, attack folder, evaluate folder): the model and its headline metrics at k, tau."""
+    rows = []
+    for label, _attack, evaluate in models:
+        m = pq.read_table(Path(evaluate) / files.METRICS_PARQUET).to_pandas()
+        h = headline(m, k, tau)
+        rows.append([label, *[_fmt(h.get(x)) for x in ("tpr", "fpr", "accuracy", "precision")]])
+    return rows
+
+
+def write_report(
+    out: Path,
+    world_dir: Path | None,
+    k: int,
+    summaries: dict,
+    times: dict,
+    redact: bool = False,
+    models: list[tuple[str, str, str]] | None = None,
+) -> dict:
+    """report.md and report.html in the run folder; returns the headline and the text the run prints. `models`:
+    (label, attack folder, evaluate folder) of every model when the run attacked several; the first is the main one."""
     out = Path(out)
     ev = out / files.RUN_STAGE_DIRS["evaluate"]
     metrics = pq.read_table(ev / files.METRICS_PARQUET).to_pandas()
@@ -94,6 +113,20 @@ def write_report(out: Path, world_dir: Path | None, k: int, summaries: dict, tim
         f"IDIA headline at k = {k}, tau = {tau}: TPR {_fmt(head.get('tpr'))}, FPR {_fmt(head.get('fpr'))}, "
         f"accuracy {_fmt(head.get('accuracy'))}"
     ]
+
+    if models:
+        rows = model_rows(models, k, tau)
+        lines += [
+            "",
+            f"## Models (k = {k}, tau = {tau}, mean ± std over draws)",
+            "",
+            f"The sections below are the first model's; the others' outputs are under `{files.MODELS_DIR}/<model>/`.",
+            "",
+            "| model | TPR | FPR | accuracy | precision |",
+            "|---|---|---|---|---|",
+            *("| " + " | ".join(r) + " |" for r in rows),
+        ]
+        text += [f"  {r[0]}: TPR {r[1]}, FPR {r[2]}, accuracy {r[3]}" for r in rows]
 
     sweep_md = ""
     if world_dir is not None and (Path(world_dir) / files.TRUTH_CSV).is_file():
@@ -166,7 +199,7 @@ def write_report(out: Path, world_dir: Path | None, k: int, summaries: dict, tim
     write_text("\n".join(lines) + "\n", out / files.REPORT_MD)
     from idia.evaluate.html_report import write_html_report
 
-    page = write_html_report(out, k, tau, times, redact=redact)
+    page = write_html_report(out, k, tau, times, redact=redact, models=models)
     text.append(f"report: {out / files.REPORT_MD}")
     text.append(
         f"report.html (one self-contained page, plots inside; open it in any browser): {page.resolve().as_uri()}"

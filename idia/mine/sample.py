@@ -83,6 +83,11 @@ class SampleConfig:
     shards: int = option(3, help="number of parquet shards")
     rows_per_shard: int = option(2000, help="caption rows per shard")
     names: int = option(40, help="generated identities on top of the hand-made hard cases")
+    names_file: str | None = option(
+        None,
+        help="mention the people of this names list instead (e.g. the study's 548: "
+        "idia/resources/laion400m_membership_counts_published.csv); --names is then ignored",
+    )
     mention_rate: float = option(0.15, help="share of captions that mention someone")
     null_rate: float = option(0.02, help="share of null captions")
     empty_rate: float = option(0.02, help="share of empty/whitespace captions")
@@ -266,12 +271,21 @@ def generate(cfg: SampleConfig) -> dict:
     """Write names.csv, shards/part-NNNNN.parquet, expected.json (+ expected_counts.csv); return a summary."""
     t0 = time.time()
     out = Path(cfg.out)
-    idents = generate_names(cfg.names, cfg.seed)
+    if cfg.names_file:
+        from idia.mine.names import read_names
+
+        listed = read_names(cfg.names_file).select(["identity_id", "name", "aliases", "sex"]).to_pylist()
+        idents = [(r["identity_id"], r["name"], list(r["aliases"] or []), r["sex"]) for r in listed]
+        first_generated = 0
+    else:
+        idents = generate_names(cfg.names, cfg.seed)
+        first_generated = len(SPECIAL)
     rng = np.random.default_rng([cfg.seed, 2])
     # Zipf-like popularity so counts span the study's bins; some generated identities never appear.
     weights = 1.0 / (1.0 + rng.permutation(len(idents)))
-    never = [i for i in range(len(SPECIAL), len(idents)) if rng.random() < cfg.nonmember_share]
-    never.append(next(i for i, s in enumerate(SPECIAL) if s[0] == "never-mentioned"))
+    never = [i for i in range(first_generated, len(idents)) if rng.random() < cfg.nonmember_share]
+    if not cfg.names_file:
+        never.append(next(i for i, s in enumerate(SPECIAL) if s[0] == "never-mentioned"))
     weights[never] = 0.0
     weights /= weights.sum()
 
