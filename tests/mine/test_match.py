@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -212,3 +213,29 @@ def test_empty_mask_and_unknown_mode():
     assert empty_mask(pa.array([None, "", "  \t", "a"])).tolist() == [True, True, True, False]
     with pytest.raises(ValueError, match="unknown match mode"):
         Matcher(IDS, "regex")
+
+
+@pytest.mark.filterwarnings("ignore:This pattern is interpreted as a regular expression")
+def test_paper_counts_equal_pandas_on_generated_captions_for_the_studys_548_names(tmp_path):
+    """The study's own call, pandas str.contains(name), over a generated LAION-shaped sample naming its 548 people."""
+    pd = pytest.importorskip("pandas")
+    import pyarrow.parquet as pq
+
+    from idia.core.census import PUBLISHED_COUNTS_CSV
+    from idia.mine.names import read_names
+    from idia.mine.sample import SampleConfig, generate
+
+    generate(SampleConfig(out=str(tmp_path), shards=1, rows_per_shard=4000, names_file=str(PUBLISHED_COUNTS_CSV)))
+    names = read_names(tmp_path / "names.csv")
+    texts = pq.read_table(tmp_path / "shards" / "part-00000.parquet").column("TEXT").combine_chunks()
+    for mode, regex in (("paper", True), ("literal", False)):
+        got = Matcher(names, mode).match(texts).column("identity_index").to_numpy()
+        counts = np.bincount(got, minlength=names.num_rows)
+        captions = pd.Series(texts.to_pylist(), dtype=object)
+        blank = captions.isna() | (captions.fillna("").str.strip() == "")
+        expected = [
+            int((captions.str.contains(n, regex=regex, na=False) & ~blank).sum())
+            for n in names.column("name").to_pylist()
+        ]
+        assert counts.tolist() == expected, mode
+        assert sum(expected) > 300  # the sample does name them
