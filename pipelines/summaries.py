@@ -31,6 +31,9 @@ def mine(s: dict, out: str) -> None:
         f"  identities: {t['identities_with_match']} of {t['identities']} with >= 1 caption; "
         f"{t['match_pairs']} caption x identity matches"
     )
+    others = {m: n for m, n in s.get("identities_with_match_by_mode", {}).items() if m != s["match_mode"]}
+    if others:
+        print("  beside it: " + ", ".join(f"{n} identities with >= 1 caption in {m} mode" for m, n in others.items()))
     li = s["identity_lists"]
     print(f"  lists: {li['members']} members, {li['non_members']} non-members, {li['eval_subset']} in eval subset")
     for b in s["skipped_files"]:
