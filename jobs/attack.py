@@ -36,12 +36,13 @@ class DaskExecutor:
 
     def map(self, fn, context, tasks, desc: str) -> list:
         from distributed import as_completed
-        from tqdm import tqdm
+
+        from idia.core.progress import progress
 
         ctx_f = self.client.scatter(context, broadcast=True, hash=False)
         futures = [self.client.submit(_on_worker, fn, ctx_f, t, self.torch_threads, pure=False) for t in tasks]
         results = {}
-        with tqdm(total=len(futures), desc=desc, unit="task", disable=None if self.progress else True) as bar:
+        with progress(len(futures), desc, "task", enabled=self.progress) as bar:
             for fut in as_completed(futures):
                 results[fut.key] = fut.result()
                 bar.update(1)

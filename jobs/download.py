@@ -24,11 +24,13 @@ def _spark(cfg: DownloadConfig):
     """A Spark session for img2dataset's pyspark distributor (it uses the active one), stopped if we made it."""
     from pyspark.sql import SparkSession
 
-    from jobs.spark_session import get_spark
+    from jobs.spark_session import configured_master, get_spark
 
     existing = SparkSession.getActiveSession()
+    # Nothing configured: local with the download's own process count; otherwise what Spark would use.
+    nothing = not cfg.master and configured_master()[1].startswith("default")
     spark = existing or get_spark(
-        cfg.master or (None if os.environ.get("SPARK_MASTER") else f"local[{cfg.n_processes()}]"),
+        f"local[{cfg.n_processes()}]" if nothing else cfg.master,
         app_name="idia-download",
     )
     try:

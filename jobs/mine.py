@@ -47,7 +47,9 @@ class SparkExecutor:
 def spark_executor(cfg: MineConfig, spark=None):
     """A SparkExecutor on `spark`, or on a session made (and stopped) here from cfg.master and cfg.spark_conf."""
     own = spark is None
-    spark = spark or get_spark(cfg.master, app_name="idia-mine", conf={k: str(v) for k, v in cfg.spark_conf.items()})
+    spark = spark or get_spark(
+        cfg.master, app_name="idia-mine", conf={k: str(v) for k, v in cfg.spark_conf.items()}, log_level=cfg.log_level
+    )
     try:
         yield SparkExecutor(spark)
     finally:

@@ -34,23 +34,65 @@ def project_zip() -> str:
     return path
 
 
-def get_spark(master: str | None = None, app_name: str = "idia", conf: dict[str, str] | None = None):
+def _defaults_file_master() -> tuple[str, str] | None:
+    """spark.master from spark-defaults.conf, where spark-submit reads it ($SPARK_CONF_DIR, else $SPARK_HOME/conf)."""
+    conf_dir = os.environ.get("SPARK_CONF_DIR") or (
+        os.path.join(os.environ["SPARK_HOME"], "conf") if os.environ.get("SPARK_HOME") else None
+    )
+    if not conf_dir:
+        return None
+    path = Path(conf_dir) / "spark-defaults.conf"
+    if not path.is_file():
+        return None
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.strip().split(None, 1)
+        if len(parts) == 2 and parts[0] == "spark.master" and not line.lstrip().startswith("#"):
+            return parts[1].strip(), str(path)
+    return None
+
+
+def configured_master(master: str | None = None) -> tuple[str, str]:
+    """(master, where it came from), as Spark itself would choose: an explicit --master; $SPARK_MASTER; spark-submit's
+    own --master (PYSPARK_SUBMIT_ARGS or a submitted job's conf); spark.master in spark-defaults.conf; else
+    local[*] (nothing configured)."""
+    if master:
+        return master, "--master"
+    if os.environ.get("SPARK_MASTER"):
+        return os.environ["SPARK_MASTER"], "$SPARK_MASTER"
+    if "PYSPARK_GATEWAY_PORT" in os.environ:  # under spark-submit: its master is in the JVM's system properties
+        from pyspark import SparkConf, SparkContext
+
+        SparkContext._ensure_initialized()  # connects to spark-submit's gateway, so SparkConf reads the JVM's conf
+        return SparkConf().get("spark.master", "local[*]"), "spark-submit"
+    args = os.environ.get("PYSPARK_SUBMIT_ARGS", "").split()
+    if "--master" in args[:-1]:
+        return args[args.index("--master") + 1], "$PYSPARK_SUBMIT_ARGS"
+    found = _defaults_file_master()
+    if found:
+        return found[0], found[1]
+    return "local[*]", "default (no master configured)"
+
+
+LOG_LEVELS = ("auto", "ERROR", "WARN", "INFO", "DEBUG")
+
+
+def get_spark(
+    master: str | None = None, app_name: str = "idia", conf: dict[str, str] | None = None, log_level: str = "auto"
+):
     """Create (or return the running) SparkSession.
 
-    master: None -> $SPARK_MASTER or local[*]; any Spark master URL (spark://, yarn, k8s://) otherwise.
+    master: None -> what Spark itself would use (`configured_master`); any Spark master URL otherwise.
     conf: extra Spark settings, applied last (they win over the defaults here).
+    log_level: Spark's log level; auto = ERROR in local mode, WARN on a cluster (where "Initial job has not accepted
+    any resources" is what a job waiting for executors says).
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
-    # Under spark-submit (it sets PYSPARK_GATEWAY_PORT) its --master wins unless one is given here explicitly.
-    submitted = "PYSPARK_GATEWAY_PORT" in os.environ and not master and not os.environ.get("SPARK_MASTER")
-    if submitted:
-        from pyspark import SparkConf
-
-        master = SparkConf().get("spark.master", "local[*]")
-    master = master or os.environ.get("SPARK_MASTER") or "local[*]"
+    master, source = configured_master(master)
+    submitted = source == "spark-submit"
+    print(f"spark: master {master} (from {source})", file=sys.stderr, flush=True)
     local = master.startswith("local")
     defaults = {
         "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -81,7 +123,7 @@ def get_spark(master: str | None = None, app_name: str = "idia", conf: dict[str,
     for k, v in settings.items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    spark.sparkContext.setLogLevel(("ERROR" if local else "WARN") if log_level == "auto" else log_level)
     if not local:
         # Executors elsewhere cannot see this checkout: ship the packages. Local executors import them directly.
         zpath = project_zip()
@@ -95,14 +137,15 @@ def get_spark(master: str | None = None, app_name: str = "idia", conf: dict[str,
 def spark_progress(spark, desc: str, total: int, every_s: float = 0.5):
     """A progress bar (tasks done of `total`) for the Spark jobs run inside the block, polled from the status tracker.
 
-    The bar shows on a terminal only (tqdm's disable=None); the jobs get a job group so the Spark UI names them.
+    A bar on a terminal, a periodic log line otherwise (idia.core.progress); the jobs get a job group so the Spark
+    UI names them.
     """
-    from tqdm import tqdm
+    from idia.core.progress import progress
 
     sc = spark.sparkContext
     group = f"idia-{uuid.uuid4().hex[:8]}"
     sc.setJobGroup(group, desc)
-    bar = tqdm(total=total, desc=desc, unit="task", disable=None)
+    bar = progress(total, desc, "task")
     stop = threading.Event()
 
     def done_tasks() -> int:

@@ -42,7 +42,16 @@ class MineConfig(StageConfig):
     member_max: int = option(300, help="evaluation subset: members seen fewer times than this")
     buckets: int = option(16, help="manifest buckets (CRC-32 of identity_id)")
     master: str | None = option(
-        None, execution=True, help="Spark master URL (spark://, yarn, k8s://); default $SPARK_MASTER or local[*]"
+        None,
+        execution=True,
+        help="Spark master URL (spark://, yarn, k8s://); default: what Spark would use ($SPARK_MASTER, spark-submit's "
+        "--master, spark.master in spark-defaults.conf), else local[*]",
+    )
+    log_level: str = option(
+        "auto",
+        execution=True,
+        choices=("auto", "ERROR", "WARN", "INFO", "DEBUG"),
+        help="Spark's log level (auto: ERROR in local mode, WARN on a cluster, where a job waiting for executors says so)",
     )
     skip_bad_files: bool = option(
         False, execution=True, help="skip corrupt or truncated parquet files and list them in stats (default: stop)"

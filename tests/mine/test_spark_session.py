@@ -1,0 +1,51 @@
+"""Which Spark master a run uses when none is given: what Spark itself would use, local only when nothing says."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jobs.spark_session import configured_master
+
+
+@pytest.fixture()
+def clean_env(monkeypatch, tmp_path):
+    for var in ("SPARK_MASTER", "PYSPARK_SUBMIT_ARGS", "SPARK_CONF_DIR", "SPARK_HOME", "PYSPARK_GATEWAY_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    return monkeypatch
+
+
+def test_master_resolution_order(clean_env, tmp_path):
+    assert configured_master() == ("local[*]", "default (no master configured)")
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "spark-defaults.conf").write_text("# a comment\nspark.executor.memory 4g\nspark.master   spark://m:7077\n")
+    clean_env.setenv("SPARK_CONF_DIR", str(conf))
+    assert configured_master() == ("spark://m:7077", str(conf / "spark-defaults.conf"))
+    clean_env.setenv("PYSPARK_SUBMIT_ARGS", "--master yarn --deploy-mode client pyspark-shell")
+    assert configured_master() == ("yarn", "$PYSPARK_SUBMIT_ARGS")
+    clean_env.setenv("SPARK_MASTER", "spark://other:7077")
+    assert configured_master() == ("spark://other:7077", "$SPARK_MASTER")
+    assert configured_master("local[3]") == ("local[3]", "--master")
+
+
+def test_a_session_follows_spark_defaults_conf(tmp_path):
+    """A real session, in a fresh process: spark-defaults.conf names the master, no --master is given."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "spark-defaults.conf").write_text("spark.master local[1]\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_MASTER", "PYSPARK_SUBMIT_ARGS")}
+    env["SPARK_CONF_DIR"] = str(conf)
+    code = (
+        "from jobs.spark_session import get_spark\n"
+        "s = get_spark(log_level='WARN')\n"
+        "print('MASTER', s.sparkContext.master)\n"
+        "s.stop()\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "MASTER local[1]" in r.stdout
+    assert f"spark: master local[1] (from {conf / 'spark-defaults.conf'})" in r.stderr
