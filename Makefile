@@ -8,7 +8,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(VPY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(VPY))
 
-.PHONY: setup browser test demo demo-seeds bench clean help
+.PHONY: setup browser test demo demo-seeds executor-env bench clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -36,6 +36,9 @@ demo: $(STAMP)  ## set up if needed, then run the embedded end-to-end demo (synt
 
 demo-seeds: $(STAMP)  ## the demo over training seeds 0, 1, 2 (three worlds and models, ~12 min): rates as mean ± std over seeds
 	$(VENV)/bin/idia run pipelines/demo.yaml --seeds 0,1,2 --out runs/demo-seeds
+
+executor-env: $(STAMP)  ## pack the Python environment Spark executors need on a cluster (dist/idia-executor-env.tar.gz)
+	$(VENV)/bin/idia pack-env --out dist/idia-executor-env.tar.gz
 
 bench: $(STAMP)  ## run the CPU benchmarks recorded in BENCHMARKS.md (tens of minutes; bench/attack_gpu.sh is for a GPU)
 	$(VPY) -m bench.mine --rlike-rows 20000

@@ -12,7 +12,7 @@ from typing import Iterator
 
 from idia.mine.config import MineConfig
 from idia.mine.stage import run_mine as _run_mine
-from jobs.spark_session import get_spark, spark_progress
+from jobs.spark_session import check_executors, get_spark, spark_progress
 
 
 def _partition(fn, bcast, tasks: Iterator) -> Iterator[dict]:
@@ -46,15 +46,29 @@ class SparkExecutor:
 @contextmanager
 def spark_executor(cfg: MineConfig, spark=None):
     """A SparkExecutor on `spark`, or on a session made (and stopped) here from cfg.master and cfg.spark_conf."""
+    import os
+
     own = spark is None
+    before = os.environ.get("PYSPARK_PYTHON")
     spark = spark or get_spark(
-        cfg.master, app_name="idia-mine", conf={k: str(v) for k, v in cfg.spark_conf.items()}, log_level=cfg.log_level
+        cfg.master,
+        app_name="idia-mine",
+        conf={k: str(v) for k, v in cfg.spark_conf.items()},
+        log_level=cfg.log_level,
+        executor_env=cfg.executor_env,
+        executor_python=cfg.executor_python,
     )
     try:
+        if cfg.probe_timeout and not spark.sparkContext.master.startswith("local"):
+            check_executors(spark, timeout_s=cfg.probe_timeout)  # a clear error now, not a failed or hung scan
         yield SparkExecutor(spark)
     finally:
         if own:
             spark.stop()
+            if before is None:
+                os.environ.pop("PYSPARK_PYTHON", None)
+            else:
+                os.environ["PYSPARK_PYTHON"] = before
 
 
 def run_mine(cfg: MineConfig, spark=None) -> dict:

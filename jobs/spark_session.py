@@ -77,7 +77,12 @@ LOG_LEVELS = ("auto", "ERROR", "WARN", "INFO", "DEBUG")
 
 
 def get_spark(
-    master: str | None = None, app_name: str = "idia", conf: dict[str, str] | None = None, log_level: str = "auto"
+    master: str | None = None,
+    app_name: str = "idia",
+    conf: dict[str, str] | None = None,
+    log_level: str = "auto",
+    executor_env: str | None = None,
+    executor_python: str | None = None,
 ):
     """Create (or return the running) SparkSession.
 
@@ -85,15 +90,33 @@ def get_spark(
     conf: extra Spark settings, applied last (they win over the defaults here).
     log_level: Spark's log level; auto = ERROR in local mode, WARN on a cluster (where "Initial job has not accepted
     any resources" is what a job waiting for executors says).
+    executor_env: an archive from `idia pack-env` (jobs/executor_env.py), shipped with the job as
+    `spark.archives=ARCHIVE#environment`; executors run `./environment/bin/python`. executor_python: a Python every
+    node already has. Neither: executors run this driver's interpreter path (right for local mode and for nodes
+    that share this machine's environment). In local mode both are ignored: the executors are this machine.
     """
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
     master, source = configured_master(master)
     submitted = source == "spark-submit"
-    print(f"spark: master {master} (from {source})", file=sys.stderr, flush=True)
     local = master.startswith("local")
+    print(f"spark: master {master} (from {source})", file=sys.stderr, flush=True)
+    archives = []
+    if (executor_env or executor_python) and local:
+        print("spark: local mode: --executor-env / --executor-python ignored", file=sys.stderr, flush=True)
+    elif executor_env:
+        if not Path(executor_env).is_file():
+            from idia.core.errors import UserError
+
+            raise UserError(f"{executor_env}: executor environment archive not found (make it with `idia pack-env`)")
+        archives.append(f"{Path(executor_env).resolve()}#environment")
+        executor_python = "./environment/bin/python"
+    # PySpark hands executors the interpreter named by PYSPARK_PYTHON when the context starts.
+    if executor_python and not local:
+        os.environ["PYSPARK_PYTHON"] = executor_python
+    else:
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     defaults = {
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         # Arrow batches of DataFrame <-> Python exchanges (the mining job reads its own batches: --batch-size).
@@ -116,6 +139,8 @@ def get_spark(
         # Set spark.driver.extraJavaOptions yourself (--conf) to undo this, e.g. for JVM-heavy Spark SQL.
         defaults["spark.driver.extraJavaOptions"] = "-XX:TieredStopAtLevel=1"
         defaults["spark.driver.memory"] = "2g"  # --conf spark.driver.memory=... to change it
+    if archives:
+        defaults["spark.archives"] = ",".join(archives)
     settings = {**defaults, **(conf or {})}
     builder = SparkSession.builder.appName(app_name)
     if not submitted:
@@ -181,3 +206,77 @@ def spark_progress(spark, desc: str, total: int, every_s: float = 0.5):
             sc._jsc.clearJobGroup()
         except Exception:
             pass
+
+
+def _java_error_line(exc: BaseException) -> str:
+    """The informative line of a Py4J/Spark error (the Python exception or the failed program), not its stack."""
+    import re
+
+    text = str(exc)
+    for pattern in (
+        r"(ModuleNotFoundError|ImportError): [^\n]+",
+        r"Cannot run program [^\n]+",
+        r"\[PYTHON_VERSION_MISMATCH\][^\n]+",
+        r"PythonException:[^\n]+",
+        r"\w+(Exception|Error): [^\n]+",
+    ):
+        m = re.search(pattern, text)
+        if m:
+            return m.group(0).strip()[:400]
+    return text.strip().splitlines()[0][:400] if text.strip() else type(exc).__name__
+
+
+def check_executors(spark, modules: tuple[str, ...] | None = None, timeout_s: float = 120.0) -> list[dict]:
+    """Run the import probe (jobs/probe.py) on the executors before any real task; stop with a UserError naming what
+    is missing where, what differs from the driver, or that no executor took the job within `timeout_s`."""
+    from idia.core.errors import UserError
+    from jobs.probe import PINNED, SCAN_MODULES, module_version, probe_modules
+
+    modules = tuple(modules or SCAN_MODULES)
+    sc = spark.sparkContext
+    n = max(1, sc.defaultParallelism)
+    group = f"idia-probe-{uuid.uuid4().hex[:8]}"
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            sc.setJobGroup(group, "idia: executor import check", interruptOnCancel=True)
+            result["rows"] = sc.parallelize(range(n), n).map(lambda _: probe_modules(modules)).collect()
+        except Exception as exc:  # Py4JJavaError and friends: reported below in one line
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, name="spark-probe", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    hint = (
+        "ship an environment with the job (`idia pack-env --out env.tar.gz`, then --executor-env env.tar.gz) or "
+        "name a Python every node has (--executor-python PATH)"
+    )
+    if thread.is_alive():
+        sc.cancelJobGroup(group)
+        thread.join(30)
+        raise UserError(
+            f"spark: no executor ran the import check within {timeout_s:.0f} s on {sc.master}: the cluster gave this "
+            "job no executors (no live workers, or the cores / memory asked for exceed what any worker offers: "
+            "spark.executor.memory, spark.executor.cores, spark.cores.max); see the master's web UI"
+        )
+    if "error" in result:
+        raise UserError(f"spark: executors cannot run this job's Python: {_java_error_line(result['error'])}; {hint}")
+    driver = {}
+    for m in PINNED:
+        try:
+            driver[m] = module_version(m)
+        except ImportError:
+            driver[m] = None
+    problems = []
+    for r in result["rows"]:
+        where = f"executor on {r['host']} ({r['python']}, Python {r['version']})"
+        for m, v in r["modules"].items():
+            if v.startswith("ERROR"):
+                problems.append(f"{where}: cannot import {m}: {v[6:]}")
+            elif m in driver and driver[m] and v != driver[m]:
+                problems.append(f"{where}: {m} {v}, but the driver has {driver[m]}")
+    if problems:
+        unique = list(dict.fromkeys(problems))
+        raise UserError("spark: executors lack what the job needs:\n  " + "\n  ".join(unique[:20]) + f"\n{hint}")
+    return result["rows"]

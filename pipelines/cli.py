@@ -129,6 +129,29 @@ def _serve(args) -> int:
     return 0
 
 
+def _pack_env(args) -> int:
+    from jobs.executor_env import pack_executor_env
+
+    print(f"packing the executors' Python environment into {args.out} ...", flush=True)
+    info = pack_executor_env(args.out, tuple(args.extra))
+    dists = ", ".join(f"{k} {v}" for k, v in sorted(info["distributions"].items()))
+    print(f"pack-env: {info['archive']} ({info['bytes'] / 1e6:.0f} MB): Python {info['python']}; {dists}")
+    print(f"  nodes need Python {info['python']} at {info['base_python']} (or use conda-pack; see docs/cluster.md)")
+    print(f"  use: idia mine ... --executor-env {info['archive']}")
+    return 0
+
+
+def _pack_env_extra(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="dist/idia-executor-env.tar.gz", help="archive to write (.tar.gz)")
+    p.add_argument(
+        "--extra",
+        nargs="*",
+        default=[],
+        metavar="DIST",
+        help="more installed distributions to pack (e.g. s3fs for object-store shards)",
+    )
+
+
 def _lookup(args) -> int:
     from idia.core.errors import UserError
     from idia.mine.lookup import closest_names, lookup
@@ -279,6 +302,13 @@ COMMANDS: dict[str, Command] = {
         "idia.evaluate.stage:EvaluateConfig",
         _evaluate,
         doc="idia.evaluate.stage",
+    ),
+    "pack-env": Command(
+        "pack the Python environment Spark executors need (for --executor-env on a cluster)",
+        None,
+        _pack_env,
+        _pack_env_extra,
+        doc="jobs.executor_env",
     ),
     "lookup": Command(
         "is this person in the mined dataset, and where? counts, bin, membership, first rows",

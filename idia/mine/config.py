@@ -53,6 +53,20 @@ class MineConfig(StageConfig):
         choices=("auto", "ERROR", "WARN", "INFO", "DEBUG"),
         help="Spark's log level (auto: ERROR in local mode, WARN on a cluster, where a job waiting for executors says so)",
     )
+    executor_env: str | None = option(
+        None,
+        execution=True,
+        help="Python environment archive for the executors (make it with `idia pack-env`): shipped with the job, "
+        "executors run ./environment/bin/python from it",
+    )
+    executor_python: str | None = option(
+        None, execution=True, help="a Python every executor node already has (instead of --executor-env)"
+    )
+    probe_timeout: float = option(
+        120.0,
+        execution=True,
+        help="seconds the executors get to run the import check before the scan on a cluster (0: no check)",
+    )
     skip_bad_files: bool = option(
         False, execution=True, help="skip corrupt or truncated parquet files and list them in stats (default: stop)"
     )
@@ -86,5 +100,9 @@ class MineConfig(StageConfig):
             raise ConfigError(f"mine: fuzzy_threshold must be in (0, 100], got {self.fuzzy_threshold}")
         if self.batch_size < 1:
             raise ConfigError("mine: batch_size must be >= 1")
+        if self.executor_env and self.executor_python:
+            raise ConfigError("mine: give --executor-env or --executor-python, not both")
+        if self.probe_timeout < 0:
+            raise ConfigError("mine: probe_timeout must be >= 0")
         if self.task_rows < 0:
             raise ConfigError("mine: task_rows must be >= 0 (0 = auto)")

@@ -30,8 +30,19 @@ def free_port() -> int:
 class StandaloneCluster:
     """Master + N workers started with pyspark's bin/spark-class; every process is stopped by its PID."""
 
-    def __init__(self, workers: int = 2, cores: int = 1, memory: str = "1g", log_dir: Path | None = None):
+    def __init__(
+        self,
+        workers: int = 2,
+        cores: int = 1,
+        memory: str = "1g",
+        log_dir: Path | None = None,
+        share_python: bool = True,
+    ):
+        """share_python False: the workers run in their own working directories with an environment that holds no
+        trace of the project's virtualenv (no PYSPARK_PYTHON, no .venv on PATH): executors get Python only from
+        what the job ships, as on a real cluster."""
         self.n_workers, self.cores, self.memory = workers, cores, memory
+        self.share_python = share_python
         self.log_dir = Path(log_dir or "/tmp")
         self.procs: list[subprocess.Popen] = []
         self.port = free_port()
@@ -39,13 +50,25 @@ class StandaloneCluster:
         self.url = f"spark://127.0.0.1:{self.port}"
 
     def _spawn(self, args: list[str], name: str) -> subprocess.Popen:
-        env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable, SPARK_HOME=str(_spark_home()))
+        if self.share_python:
+            env = dict(os.environ, PYSPARK_PYTHON=sys.executable)
+            cwd = None
+        else:
+            venv = Path(sys.prefix)
+            path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and not Path(p).is_relative_to(venv)]
+            env = {k: os.environ[k] for k in ("JAVA_HOME", "HOME", "LANG", "TMPDIR") if k in os.environ}
+            env["PATH"] = os.pathsep.join(path)
+            cwd = self.log_dir / f"{name}-home"
+            cwd.mkdir(parents=True, exist_ok=True)
+            env["SPARK_WORKER_DIR"] = str(cwd / "work")  # executors run (and unpack archives) under here
+        env.update(SPARK_LOCAL_IP="127.0.0.1", SPARK_HOME=str(_spark_home()))
         log = open(self.log_dir / f"{name}.log", "wb")
         p = subprocess.Popen(
             [str(_spark_home() / "bin" / "spark-class"), *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=cwd,
             start_new_session=True,  # its own process group: stopping it never touches the test runner
         )
         self.procs.append(p)

@@ -1,0 +1,89 @@
+"""Executors that bring their own Python: a standalone cluster whose workers know nothing of the project's
+virtualenv runs the mining job from the environment `idia pack-env` packs, and fails fast, naming the missing
+module, when the executors' Python lacks the scan's packages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from idia.core.errors import UserError
+from idia.mine.config import MineConfig
+from idia.mine.sample import SampleConfig, generate
+from jobs.executor_env import pack_executor_env
+from jobs.mine import run_mine
+from tests.support.spark_cluster import StandaloneCluster
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+EXECUTOR_CONF = {"spark.executor.memory": "768m", "spark.cores.max": "2", "spark.executor.cores": "1"}
+
+
+@pytest.fixture(scope="module")
+def bare_cluster(tmp_path_factory):
+    cluster = StandaloneCluster(workers=2, log_dir=tmp_path_factory.mktemp("bare-spark"), share_python=False)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sample")
+    return out, generate(
+        SampleConfig(out=str(out), shards=2, rows_per_shard=1000, names=20, seed=4, row_group_size=500)
+    )
+
+
+def _cfg(sample_dir, out, master, **kw) -> MineConfig:
+    return MineConfig(
+        shards=[str(sample_dir / "shards" / "*.parquet")],
+        names=str(sample_dir / "names.csv"),
+        out=str(out),
+        buckets=4,
+        task_rows=500,
+        master=master,
+        spark_conf=dict(EXECUTOR_CONF),
+        **kw,
+    )
+
+
+def test_mining_runs_from_the_shipped_environment(bare_cluster, sample, tmp_path):
+    sample_dir, summary = sample
+    info = pack_executor_env(tmp_path / "env.tar.gz")
+    assert {"numpy", "pyarrow", "ahocorasick_rs", "RapidFuzz"} <= set(info["distributions"])
+    stats = run_mine(_cfg(sample_dir, tmp_path / "out", bare_cluster.url, executor_env=info["archive"]))
+    got = {
+        r["identity_id"]: [r["n_captions"], r["n_unique_urls"]]
+        for r in pq.read_table(tmp_path / "out" / "counts.parquet").to_pylist()
+    }
+    assert got == summary["expected"]["normalized"] and stats["engine"] == bare_cluster.url
+    # The executors ran the archive's Python, unpacked in the workers' own directories.
+    unpacked = [p for p in bare_cluster.log_dir.rglob("environment/idia-executor-env.json")]
+    assert unpacked and json.loads(unpacked[0].read_text())["distributions"] == info["distributions"]
+
+
+def test_executors_without_the_packages_fail_fast_naming_the_module(bare_cluster, sample, tmp_path):
+    sample_dir, _ = sample
+    bare = tmp_path / "bare"
+    subprocess.run(
+        [getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--without-pip", str(bare)], check=True
+    )
+    cfg = _cfg(sample_dir, tmp_path / "out", bare_cluster.url, executor_python=str(bare / "bin" / "python"))
+    with pytest.raises(UserError, match=r"executor on .*: cannot import numpy: ModuleNotFoundError") as err:
+        run_mine(cfg)
+    assert "cannot import pyarrow" in str(err.value) and "--executor-env" in str(err.value)
+    assert not (tmp_path / "out" / "counts.parquet").exists()
+
+
+def test_a_job_no_worker_can_take_stops_with_a_message_not_a_hang(bare_cluster, sample, tmp_path):
+    sample_dir, _ = sample
+    cfg = _cfg(sample_dir, tmp_path / "out", bare_cluster.url, probe_timeout=8)
+    cfg.spark_conf["spark.executor.memory"] = "4g"  # more than any worker offers (1g): no executor ever starts
+    with pytest.raises(UserError, match=r"no executor ran the import check within 8 s .*spark.executor.memory"):
+        run_mine(cfg)
