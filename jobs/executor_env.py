@@ -27,7 +27,16 @@ from pathlib import Path
 #: Distributions never packed: Spark ships pyspark / py4j to its executors; the project comes as the zip.
 EXCLUDED = {"pyspark", "py4j", "pip", "setuptools", "wheel", "dataclasses", "idia-audit"}
 #: Imported by the scan and merge tasks on executors (their transitive imports are found by running them).
-ENTRY_MODULES = ("idia.mine.scan", "idia.mine.merge", "jobs.probe", "fsspec", "fsspec.implementations.local")
+ENTRY_MODULES = (
+    "idia.mine.scan",
+    "idia.mine.merge",
+    "jobs.probe",
+    "fsspec",
+    "fsspec.implementations.local",
+    "upath.core",
+    "upath.implementations.cloud",
+    "upath.implementations.local",
+)
 
 
 def needed_distributions(modules: tuple[str, ...] = ENTRY_MODULES) -> list[str]:
@@ -44,9 +53,10 @@ def needed_distributions(modules: tuple[str, ...] = ENTRY_MODULES) -> list[str]:
 
 
 def pack_executor_env(out: str | Path, extra: tuple[str, ...] = ()) -> dict:
-    """Write the executor environment to `out` (.tar.gz); returns what it holds."""
+    """Write the executor environment to `out` (.tar.gz); returns what it holds. `extra`: more modules the executors
+    import (e.g. s3fs for object storage), packed with every distribution they import in turn."""
     out = Path(out)
-    dists = sorted(set(needed_distributions()) | set(extra))
+    dists = needed_distributions(ENTRY_MODULES + tuple(extra))
     base = getattr(sys, "_base_executable", sys.executable)
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     with tempfile.TemporaryDirectory(prefix="idia-env-") as tmp:

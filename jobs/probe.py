@@ -7,7 +7,7 @@ answers with the driver's own versions and names what is missing where.
 from __future__ import annotations
 
 #: What the mining scan and merge import on an executor (the project's own packages come in the shipped zip).
-SCAN_MODULES = ("numpy", "pyarrow", "ahocorasick_rs", "rapidfuzz", "fsspec", "idia", "schemas", "jobs")
+SCAN_MODULES = ("numpy", "pyarrow", "ahocorasick_rs", "rapidfuzz", "fsspec", "upath", "idia", "schemas", "jobs")
 #: Modules whose version must equal the driver's (the staged files and the automaton cross processes).
 PINNED = ("numpy", "pyarrow", "ahocorasick_rs", "rapidfuzz")
 

@@ -147,8 +147,9 @@ def _pack_env_extra(p: argparse.ArgumentParser) -> None:
         "--extra",
         nargs="*",
         default=[],
-        metavar="DIST",
-        help="more installed distributions to pack (e.g. s3fs for object-store shards)",
+        metavar="MODULE",
+        help="more modules the executors import, packed with everything they import in turn (e.g. s3fs or gcsfs "
+        "for shards and outputs on object storage)",
     )
 
 

@@ -83,10 +83,13 @@ def bucket_of(identity_id: str, buckets: int) -> int:
 
 
 def manifest_bucket_dir(root: str | Path, bucket: int) -> Path:
-    """manifests/bucket=NNN under a mine output (or staging) folder: one identity's rows are one bucket read."""
-    return Path(root) / MANIFESTS_DIR / f"bucket={bucket:03d}"
+    """manifests/bucket=NNN under a mine output (or staging) folder: one identity's rows are one bucket read.
+    `root` may be any Path-like (a UPath for object storage) and keeps its type."""
+    root = root if hasattr(root, "joinpath") else Path(root)
+    return root / MANIFESTS_DIR / f"bucket={bucket:03d}"
 
 
 def manifest_files(manifests_dir: str | Path) -> list[Path]:
     """Every manifest part under a manifests/ folder, in bucket order."""
-    return sorted(Path(manifests_dir).glob("bucket=*/*.parquet"))
+    root = manifests_dir if hasattr(manifests_dir, "joinpath") else Path(manifests_dir)
+    return sorted(root.glob("bucket=*/*.parquet"), key=str)

@@ -1,6 +1,8 @@
 """Atomic output: every file is written under a temporary name in its folder, then renamed into place.
 
-Done-markers and the resume policy built on them are in `idia.core.resume`.
+On an object store (a URL: see `idia.core.storage`) the file is written to a local temporary file and uploaded in
+one put, which appears whole or not at all. Done-markers and the resume policy built on them are in
+`idia.core.resume`.
 """
 
 from __future__ import annotations
@@ -19,8 +21,20 @@ import pyarrow.parquet as pq
 
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it onto `path`, on error remove it."""
-    path = Path(path)
+    """Yield a temporary path beside `path`; on success rename it onto `path`, on error remove it. For a remote
+    `path`, the temporary file is local and is uploaded on success."""
+    from idia.core import storage
+
+    path = storage.location(path)
+    if storage.remote(path):
+        fd, tmp = tempfile.mkstemp(prefix=".idia-upload.", suffix=suffix + ".tmp")
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            storage.put_file(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
     os.close(fd)
@@ -60,22 +74,28 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 def write_parquet(table: pa.Table, path: str | os.PathLike, **kwargs: Any) -> Path:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, **kwargs)
-    return Path(path)
+    return _loc(path)
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    return Path(path)
+    return _loc(path)
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-    return Path(path)
+    return _loc(path)
 
 
 def write_bytes(data: bytes, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-    return Path(path)
+    return _loc(path)
+
+
+def _loc(path: str | os.PathLike) -> Path:
+    from idia.core.storage import location
+
+    return location(path)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
+from idia.core import storage
 from idia.core.atomic import write_json
 from idia.core.errors import ConfigError
 from schemas import files
@@ -28,10 +28,10 @@ def fingerprint(settings: Any) -> str:
 
 def read_marker(folder: str | Path, unit: str, fp: str | None = None) -> dict | None:
     """The info of unit's done-marker in `folder`, or None (absent, unreadable, or made with another fingerprint)."""
-    path = Path(folder) / f"{unit}.json"
+    path = storage.location(folder) / f"{unit}.json"
     try:
         info = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # absent (FileNotFoundError is an OSError, also on object stores) or unreadable
         return None
     if fp is not None and info.get("fingerprint") != fp:
         return None
@@ -39,7 +39,7 @@ def read_marker(folder: str | Path, unit: str, fp: str | None = None) -> dict | 
 
 
 def write_marker(folder: str | Path, unit: str, fp: str, info: dict | None = None) -> None:
-    write_json({**(info or {}), "fingerprint": fp}, Path(folder) / f"{unit}.json")
+    write_json({**(info or {}), "fingerprint": fp}, storage.location(folder) / f"{unit}.json")
 
 
 def _describe(v: Any) -> str:
@@ -51,7 +51,7 @@ class StageFolder:
     """An output folder under the resume policy. `check()` first; then `done(unit)` / `mark_done(unit, info)`."""
 
     def __init__(self, out: str | Path, stage: str, settings: dict, force: bool = False):
-        self.out = Path(out)
+        self.out = storage.location(out)
         self.stage = stage
         self.settings = json.loads(json.dumps(settings, sort_keys=True, default=str))  # as it reads back from disk
         self.fingerprint = fingerprint(self.settings)
@@ -93,8 +93,9 @@ class StageFolder:
         self._pinned = self.saved_settings() is not None
 
     def clear(self) -> None:
-        shutil.rmtree(self.done_dir, ignore_errors=True)
-        self.settings_path.unlink(missing_ok=True)
+        storage.rmtree(self.done_dir)
+        if self.settings_path.exists():
+            self.settings_path.unlink()
         self._pinned = False
 
     def pin(self) -> None:

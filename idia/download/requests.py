@@ -24,6 +24,12 @@ def manifest_files(path: str | Path) -> list[Path]:
     root = Path(path)
     if not root.exists():
         raise InputFileError(f"{root}: manifests folder not found")
+    if (root / files.SETTINGS_JSON).exists() and not (root / files.DONE_DIR / "stage.json").exists():
+        # A mining run that was killed (or is still running): its manifests may be partly copied into place.
+        raise InputFileError(
+            f"{root}: the mining run there has not finished (no completion marker {files.DONE_DIR}/stage.json); "
+            "rerun the same `idia mine` command to finish it"
+        )
     base = root / files.MANIFESTS_DIR if (root / files.MANIFESTS_DIR).is_dir() else root
     found = files.manifest_files(base) or sorted(p for p in base.glob("*.parquet"))
     if not found:

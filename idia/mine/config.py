@@ -21,7 +21,10 @@ class MineConfig(StageConfig):
     )
     names: str = option("", required=True, help="names file: CSV identity_id,name[,aliases][,sex] or one name a line")
     out: str = option(
-        "", required=True, help="output folder (a path every executor can write: local or a shared filesystem)"
+        "",
+        required=True,
+        help="output folder: a path every executor can write (local, a shared filesystem) or an object-store URL "
+        "(s3://bucket/prefix, gs://...; s3a:// reads as s3://)",
     )
     match: str = option(
         "normalized",
@@ -76,6 +79,13 @@ class MineConfig(StageConfig):
         execution=True,
         help="rows per scan task, whole row groups of one file (0 = auto: 2 tasks per core, at most 1,000,000 rows)",
     )
+    storage_options: dict = option(
+        default_factory=dict,
+        execution=True,
+        help="fsspec options per protocol for shards and outputs on object storage, as YAML/JSON: "
+        "{s3: {endpoint_url: ..., key: ..., secret: ...}} (also read from FSSPEC_S3_* environment variables); "
+        "shipped to the executors",
+    )
     spark_conf: dict = option(
         default_factory=dict,
         execution=True,
@@ -85,6 +95,11 @@ class MineConfig(StageConfig):
     )
 
     def check(self) -> None:
+        from idia.core.storage import normalize_url
+
+        # s3a:// and s3:// name the same objects: recorded one way, so either resumes the other's run.
+        self.shards = [normalize_url(x) for x in self.shards]
+        self.out = normalize_url(self.out)
         bad = [m for m in self.also_count if m not in MODES]
         if bad:
             raise ConfigError(f"mine: also_count: unknown mode(s) {', '.join(bad)}; choose from {', '.join(MODES)}")

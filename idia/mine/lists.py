@@ -87,7 +87,9 @@ def _csv_fields(table: pa.Table) -> pa.Table:
 
 def write_identity_lists(lists: pa.Table, folder: str | Path) -> dict[str, int]:
     """occurrences.parquet/.csv, members.csv, non_members.csv, eval_subset.csv under `folder`; returns sizes."""
-    folder = Path(folder)
+    from idia.core.storage import location
+
+    folder = location(folder)
     write_parquet(lists, folder / files.OCCURRENCES_PARQUET)
     fields = _csv_fields(lists)  # made once; the three lists below are subsets of its rows
     write_text(_csv_rows(fields), folder / files.OCCURRENCES_CSV)
@@ -120,10 +122,15 @@ def read_manifest(mine_dir: str | Path, identity_id: str) -> pa.Table:
     """One identity's manifest rows from a mine output folder: reads one bucket only, filters by identity."""
     import json
 
-    mine_dir = Path(mine_dir)
+    from idia.core.storage import location
+
+    mine_dir = location(mine_dir)
     buckets = json.loads((mine_dir / files.CONFIG_JSON).read_text())["buckets"]
     folder = files.manifest_bucket_dir(mine_dir, bucket_of(identity_id, buckets))
     if not folder.exists():
         return MANIFEST.empty_table()
-    parts = [pq.read_table(f, filters=[("identity_id", "=", identity_id)]) for f in sorted(folder.glob("*.parquet"))]
+    parts = []
+    for f in sorted(folder.glob("*.parquet"), key=str):
+        with f.open("rb") as fh:
+            parts.append(pq.read_table(fh, filters=[("identity_id", "=", identity_id)]))
     return pa.concat_tables(parts).cast(MANIFEST) if parts else MANIFEST.empty_table()

@@ -53,6 +53,7 @@ class MergeContext:
     identity_rank: tuple[int, ...]  # each identity's place in identity_id order
     files: tuple[str, ...]
     staging: str
+    fsspec_conf: tuple = ()  # as ScanContext.fsspec_conf
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,19 @@ class MergeTask:
     n_tasks: int
 
 
+def _open_staged(path: str):
+    """A staged unit file for random access: memory-mapped locally, through fsspec on an object store."""
+    from idia.core import storage
+
+    if storage.remote(path):
+        return pa.ipc.open_file(pa.PythonFile(storage.location(path).open("rb"), mode="r"))
+    return pa.ipc.open_file(pa.memory_map(path))
+
+
 def merge_task(ctx: MergeContext, task: MergeTask) -> list[dict]:
+    from idia.core import storage
+
+    storage.configure({k: dict(v) for k, v in ctx.fsspec_conf})
     # Built once per task, shared by its buckets: staged files (memory-mapped), the id/file lookups, identity ranks.
     lookups = {
         "opened": {},
@@ -85,7 +98,7 @@ def merge_bucket(ctx: MergeContext, bucket: int, lookups: dict) -> list[dict]:
         ours = dict(part.bucket_batches).get(bucket)
         if ours:
             if part.path not in opened:
-                opened[part.path] = pa.ipc.open_file(pa.memory_map(part.path))
+                opened[part.path] = _open_staged(part.path)
             batches += [opened[part.path].get_batch(i) for i in ours]
     if not batches:
         return []
@@ -115,7 +128,9 @@ def merge_bucket(ctx: MergeContext, bucket: int, lookups: dict) -> list[dict]:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, BUCKET_COUNTS) as w:
         w.write_table(counts)
-    path = files.manifest_bucket_dir(ctx.staging, bucket) / files.MANIFEST_PART
+    from idia.core.storage import location
+
+    path = files.manifest_bucket_dir(location(ctx.staging), bucket) / files.MANIFEST_PART
     write_parquet(t.select(MANIFEST.names).cast(MANIFEST), path, row_group_size=16384, use_dictionary=DICT_COLUMNS)
     return [{"bucket": bucket, "n_captions": t.num_rows, "path": str(path), "counts": sink.getvalue().to_pybytes()}]
 

@@ -51,8 +51,10 @@ def resolve_inputs(patterns: list[str]) -> list[str]:
     """Expand paths/globs on any fsspec filesystem into a sorted, de-duplicated list of file URLs."""
     import fsspec.core
 
+    from idia.core.storage import normalize_url
+
     files: list[str] = []
-    for pat in patterns:
+    for pat in map(normalize_url, patterns):
         try:
             fs, path = fsspec.core.url_to_fs(pat)
         except (ImportError, ValueError) as exc:
@@ -77,7 +79,9 @@ def resolve_inputs(patterns: list[str]) -> list[str]:
 def open_input(url: str):
     import fsspec.core
 
-    fs, path = fsspec.core.url_to_fs(url)
+    from idia.core.storage import normalize_url
+
+    fs, path = fsspec.core.url_to_fs(normalize_url(url))
     return fs.open(path, "rb")
 
 

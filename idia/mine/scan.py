@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from idia.core import resume
+from idia.core import resume, storage
 from idia.core.stats import Stats
 from idia.mine.lists import bucket_array
 from idia.mine.match import Matcher, empty_mask
@@ -80,10 +80,11 @@ class ScanContext:
     staging: str  # absolute path of the staging folder
     fingerprint: str  # the run's settings fingerprint: a unit's marker counts only under the same one
     also_modes: tuple[str, ...] = ()  # modes counted beside the main one (counts only, no manifest rows)
+    fsspec_conf: tuple = ()  # the driver's fsspec configuration, as ((protocol, ((option, value), ...)), ...)
 
     @property
     def units_dir(self) -> Path:
-        return Path(self.staging) / "units"
+        return storage.location(self.staging) / "units"
 
 
 _MATCHERS: dict[str, tuple] = {}
@@ -107,11 +108,17 @@ def matcher_for(ctx: ScanContext, st: Stats) -> tuple:
 
 class StagedWriter:
     """Staged match rows of one unit (Arrow IPC file): held per bucket, flushed every FLUSH_ROWS rows as one record
-    batch per bucket."""
+    batch per bucket. Written under a temporary name and renamed into place; on an object store written locally and
+    uploaded whole on close."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        if storage.remote(path):
+            import tempfile
+
+            self.tmp = Path(tempfile.gettempdir()) / f".idia-unit-{uuid.uuid4().hex}.arrow.tmp"
+        else:
+            self.tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
         self.writer: pa.ipc.RecordBatchFileWriter | None = None
         self.pending: dict[int, list[pa.RecordBatch]] = {}
         self.n_pending = 0
@@ -144,7 +151,13 @@ class StagedWriter:
         if self.writer is None:
             return None
         self.writer.close()
-        os.replace(self.tmp, self.path)
+        if storage.remote(self.path):
+            try:
+                storage.put_file(self.tmp, self.path)
+            finally:
+                self.tmp.unlink(missing_ok=True)
+        else:
+            os.replace(self.tmp, self.path)
         return str(self.path)
 
     def abort(self) -> None:
@@ -157,7 +170,11 @@ def _resumed(ctx: ScanContext, unit: ScanUnit, row: dict) -> dict | None:
     """The stats row of a unit a killed run finished (its marker and staged file are there), else None."""
     done = resume.read_marker(ctx.units_dir, unit.name, ctx.fingerprint)
     try:
-        if done and done["rows_read"] == unit.n_rows and (done["path"] is None or Path(done["path"]).exists()):
+        if (
+            done
+            and done["rows_read"] == unit.n_rows
+            and (done["path"] is None or storage.location(done["path"]).exists())
+        ):
             return (
                 row
                 | {k: 0 for k in COUNTERS}
@@ -178,6 +195,7 @@ def _resumed(ctx: ScanContext, unit: ScanUnit, row: dict) -> dict | None:
 
 def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
     """Match one work unit and stage its match rows; returns its UNIT_STATS row (with the error, if any)."""
+    storage.configure({k: dict(v) for k, v in ctx.fsspec_conf})
     url = ctx.files[unit.file_index]
     row = {
         "unit": unit.name,
@@ -198,7 +216,7 @@ def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
     t_start = time.perf_counter()
     matcher, buckets, also = matcher_for(ctx, st)
     also_counts = {m: {} for m in also}
-    ctx.units_dir.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(ctx.units_dir)
     out = StagedWriter(ctx.units_dir / f"{unit.name}.arrow")
     try:
         with open_input(url) as f:

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from idia.core import storage
 from idia.core.atomic import write_json, write_parquet
 from idia.core.config import to_dict
 from idia.core.errors import InputFileError
@@ -83,11 +84,22 @@ def mode_counts(
     )
 
 
+def _abs(p) -> str:
+    """A location as the absolute path or URL every executor resolves the same way."""
+    return str(p) if storage.remote(p) else str(Path(p).resolve())
+
+
+def _conf_tuple() -> tuple:
+    """fsspec's configuration as a hashable, picklable value for the task contexts."""
+    return tuple(sorted((k, tuple(sorted(v.items()))) for k, v in storage.fsspec_conf().items()))
+
+
 def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[TaskExecutor]]) -> dict:
     """Run (or resume) the mining stage; `executor()` gives the engine. Returns the stats also in OUT/stats.json."""
     t0 = time.time()
     cfg.validate()
-    out = Path(cfg.out)
+    storage.configure(cfg.storage_options)
+    out = storage.location(cfg.out)
     timings = {}
     identities, name_stats = parse_names(cfg.names)
     for mode in (cfg.match, *cfg.also_count):
@@ -116,8 +128,8 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
     # the next run with the same settings; anything older is cleared.
     staging = out / f"{files.MINE_STAGING_PREFIX}{folder.fingerprint}"
     for leftover in [*out.glob(f"{files.MINE_STAGING_PREFIX}*"), *out.glob(".manifests.*")] if out.exists() else []:
-        if leftover != staging or cfg.force:
-            shutil.rmtree(leftover, ignore_errors=True)
+        if str(leftover).rstrip("/") != str(staging).rstrip("/") or cfg.force:
+            storage.rmtree(leftover)
 
     ident_bytes = _ipc(identities)
     with executor() as ex:
@@ -134,11 +146,12 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
             columns=cfg.columns,
             batch_size=cfg.batch_size,
             files=tuple(paths),
-            staging=str(staging.resolve()),
+            staging=_abs(staging),
             fingerprint=folder.fingerprint,
             also_modes=tuple(cfg.also_count),
+            fsspec_conf=_conf_tuple(),
         )
-        staging.mkdir(parents=True, exist_ok=True)
+        storage.makedirs(staging)
         folder.pin()  # from here on the folder holds this run's work
         t_stage = time.time()
         stats_rows = _checked(ex.map(scan_unit, scan_ctx, units, "mine: scan"), UNIT_STATS, "scan results")
@@ -155,7 +168,7 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
         good = [g for g in good if g.index not in bad_idx]
         stats_rows = [r for r in stats_rows if r["file_index"] not in bad_idx]
         parts = staged_parts(stats_rows)
-        (staging / files.MANIFESTS_DIR).mkdir(exist_ok=True)
+        storage.makedirs(staging / files.MANIFESTS_DIR)
         t_stage = time.time()
         n_merge = min(cfg.buckets, ex.parallelism) if parts else 0
         rank = np.empty(identities.num_rows, np.int64)  # each identity's place in identity_id order
@@ -166,7 +179,8 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
             identity_ids=tuple(identities.column("identity_id").to_pylist()),
             identity_rank=tuple(rank.tolist()),
             files=tuple(paths),
-            staging=str(staging.resolve()),
+            staging=_abs(staging),
+            fsspec_conf=_conf_tuple(),
         )
         tasks = [MergeTask(i, n_merge) for i in range(n_merge)]
         merged = _checked(ex.map(merge_task, merge_ctx, tasks, "mine: merge"), MERGED, "merge results")
@@ -205,13 +219,19 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
 
     t_stage = time.time()
     # ---- outputs (manifests swapped in whole, the rest file by file; stats.json and the marker last)
-    out.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(out)
     final = out / files.MANIFESTS_DIR
-    old = out / f".manifests.old-{uuid.uuid4().hex[:8]}"
-    if final.exists():
-        os.replace(final, old)
-    os.replace(staging / files.MANIFESTS_DIR, final)
-    shutil.rmtree(old, ignore_errors=True)
+    if storage.remote(out):
+        # No rename on an object store: the buckets are copied (server-side) into place; until the stage's
+        # completion marker is written last, the folder is not a finished run (readers check it).
+        storage.rmtree(final)
+        storage.copytree(staging / files.MANIFESTS_DIR, final)
+    else:
+        old = out / f".manifests.old-{uuid.uuid4().hex[:8]}"
+        if final.exists():
+            os.replace(final, old)
+        os.replace(staging / files.MANIFESTS_DIR, final)
+        shutil.rmtree(old, ignore_errors=True)
     write_parquet(counts, out / files.COUNTS_PARQUET)
     write_parquet(by_mode, out / files.COUNTS_BY_MODE_PARQUET)
     write_parquet(identities.replace_schema_metadata(None), out / files.IDENTITIES_PARQUET)
@@ -253,5 +273,5 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
     check_sum(len(paths), {"read": len(per_file), "skipped": len(bad)}, "input files")
     write_json(stats, out / files.STATS_JSON)
     folder.mark_done()
-    shutil.rmtree(staging, ignore_errors=True)
+    storage.rmtree(staging)
     return stats

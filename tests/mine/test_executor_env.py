@@ -53,16 +53,22 @@ def _cfg(sample_dir, out, master, **kw) -> MineConfig:
     )
 
 
-def test_mining_runs_from_the_shipped_environment(bare_cluster, sample, tmp_path):
+def test_mining_runs_from_the_shipped_environment_s3_to_s3(bare_cluster, sample, s3, tmp_path):
+    """Shards on the S3 endpoint, outputs to it, executors with nothing but the packed archive (s3fs included)."""
     sample_dir, summary = sample
-    info = pack_executor_env(tmp_path / "env.tar.gz")
-    assert {"numpy", "pyarrow", "ahocorasick_rs", "RapidFuzz"} <= set(info["distributions"])
-    stats = run_mine(_cfg(sample_dir, tmp_path / "out", bare_cluster.url, executor_env=info["archive"]))
-    got = {
-        r["identity_id"]: [r["n_captions"], r["n_unique_urls"]]
-        for r in pq.read_table(tmp_path / "out" / "counts.parquet").to_pylist()
-    }
+    fs = s3.fs()
+    for f in sorted((sample_dir / "shards").glob("*.parquet")):
+        fs.put_file(str(f), f"{s3.bucket}/cluster-shards/{f.name}")
+    info = pack_executor_env(tmp_path / "env.tar.gz", extra=("s3fs",))
+    assert {"numpy", "pyarrow", "ahocorasick_rs", "RapidFuzz", "s3fs", "botocore"} <= set(info["distributions"])
+    cfg = _cfg(sample_dir, s3.url("cluster-run"), bare_cluster.url, executor_env=info["archive"])
+    cfg.shards = [s3.url("cluster-shards", "*.parquet")]
+    cfg.storage_options = s3.options
+    stats = run_mine(cfg)
+    with fs.open(f"{s3.bucket}/cluster-run/counts.parquet", "rb") as f:
+        got = {r["identity_id"]: [r["n_captions"], r["n_unique_urls"]] for r in pq.read_table(f).to_pylist()}
     assert got == summary["expected"]["normalized"] and stats["engine"] == bare_cluster.url
+    assert stats["totals"]["manifest_rows"] == sum(v[0] for v in summary["expected"]["normalized"].values())
     # The executors ran the archive's Python, unpacked in the workers' own directories.
     unpacked = [p for p in bare_cluster.log_dir.rglob("environment/idia-executor-env.json")]
     assert unpacked and json.loads(unpacked[0].read_text())["distributions"] == info["distributions"]

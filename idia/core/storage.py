@@ -1,0 +1,123 @@
+"""Where a stage's files live: a local path, or any fsspec URL (s3://, gs://, hdfs://, ...), behind one Path-like type.
+
+`location(x)` gives a `pathlib.Path` for local paths (so local runs behave exactly as before) and a
+`universal_pathlib` UPath for URLs (the same `/`, `read_text`, `exists`, `glob`, `open` API over fsspec).
+`s3a://` and `s3n://` (Hadoop's names) are read as `s3://`.
+
+Credentials, endpoints and other filesystem options are fsspec's own configuration (`fsspec.config.conf`, which
+fsspec also fills from `FSSPEC_<PROTOCOL>_<OPTION>` environment variables, e.g. `FSSPEC_S3_ENDPOINT_URL`), plus
+a stage's `storage_options` ({protocol: {option: value}}) merged over it by `configure`. Task contexts carry
+`fsspec_conf()` to executors and workers, which `configure` it before touching a file: a cluster's nodes need
+no environment of their own.
+
+Object stores have no rename. Writes that must appear whole (every file the project writes) go to a local temporary
+file first and are uploaded in one put (a single PUT, or a multipart upload that only appears when completed):
+nothing half-written is ever visible under the final name (`idia.core.atomic`). Folder swaps are not available
+there; stages that swap folders locally copy instead and rely on their completion record, written last.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+ALIASES = {"s3a": "s3", "s3n": "s3"}
+#: Listing caches off where other processes write the same prefixes (executors write, the driver lists).
+_NO_LISTING_CACHE = {"s3": {"use_listings_cache": False}, "gcs": {"use_listings_cache": False}}
+
+
+def normalize_url(url: str) -> str:
+    """Hadoop's s3a:// / s3n:// as s3://; everything else unchanged."""
+    scheme, sep, rest = str(url).partition("://")
+    return f"{ALIASES.get(scheme.lower(), scheme)}://{rest}" if sep else str(url)
+
+
+def is_url(x: Any) -> bool:
+    """True for a remote URL (a scheme other than file://), as a string or a UPath."""
+    if hasattr(x, "protocol") and hasattr(x, "fs"):  # a UPath
+        return getattr(x, "protocol", "") not in ("", "file", "local")
+    scheme, sep, _ = str(x).partition("://")
+    return bool(sep) and scheme.lower() not in ("file", "local")
+
+
+def location(x: str | os.PathLike) -> Path:
+    """A local `Path`, or a UPath for a URL (file:// URLs become local paths)."""
+    if hasattr(x, "protocol") and hasattr(x, "fs"):  # already a UPath
+        return x  # type: ignore[return-value]
+    text = normalize_url(os.fspath(x))
+    if text.startswith("file://"):
+        return Path(text[len("file://") :])
+    if is_url(text):
+        configure({})
+        from upath import UPath
+
+        return UPath(text)
+    return Path(text)
+
+
+def remote(p: Any) -> bool:
+    """True when `p` (a location, or a path string) lives on a remote filesystem."""
+    return is_url(p)
+
+
+def configure(options: dict[str, dict] | None) -> None:
+    """Merge {protocol: {option: value}} into fsspec's configuration (over what it holds; the listing cache off for
+    object stores)."""
+    import fsspec.config
+
+    for proto, opts in {**_NO_LISTING_CACHE}.items():
+        for k, v in opts.items():
+            fsspec.config.conf.setdefault(proto, {}).setdefault(k, v)
+    for proto, opts in (options or {}).items():
+        if not isinstance(opts, dict):
+            from idia.core.errors import ConfigError
+
+            raise ConfigError(f"storage_options.{proto}: expected a mapping of option: value, got {opts!r}")
+        fsspec.config.conf.setdefault(ALIASES.get(proto, proto), {}).update(opts)
+
+
+def fsspec_conf() -> dict[str, dict]:
+    """fsspec's configuration as plain data, to ship to executors in a task context."""
+    import fsspec.config
+
+    return {k: dict(v) for k, v in fsspec.config.conf.items() if isinstance(v, dict)}
+
+
+def makedirs(p: Path) -> None:
+    """mkdir -p locally; nothing on an object store (prefixes need no creating)."""
+    if not remote(p):
+        p.mkdir(parents=True, exist_ok=True)
+
+
+def rmtree(p: Path) -> None:
+    """Remove a folder and everything under it, if it exists."""
+    if not remote(p):
+        shutil.rmtree(p, ignore_errors=True)
+        return
+    try:
+        if p.fs.exists(p.path):
+            p.fs.rm(p.path, recursive=True)
+    except FileNotFoundError:
+        pass
+
+
+def copytree(src: Path, dest: Path) -> list[str]:
+    """Copy every file under `src` to the same relative place under `dest` (server-side on an object store)."""
+    done = []
+    for f in sorted(q for q in src.rglob("*") if q.is_file()):
+        rel = f.relative_to(src)
+        target = dest / str(rel) if remote(dest) else dest / rel
+        if remote(src) and remote(dest) and src.fs is dest.fs:
+            src.fs.copy(f.path, target.path)
+        else:
+            with f.open("rb") as a, target.open("wb") as b:
+                shutil.copyfileobj(a, b)
+        done.append(str(target))
+    return done
+
+
+def put_file(local: str | os.PathLike, dest: Path) -> None:
+    """Upload a finished local file to `dest` in one put (it appears whole or not at all)."""
+    dest.fs.put_file(os.fspath(local), dest.path)
