@@ -40,29 +40,40 @@ def sample(tmp_path_factory):
     )
 
 
-def _cfg(sample_dir, out, master, **kw) -> MineConfig:
+def _cfg(sample_dir, out, master, task_rows: int = 500, **kw) -> MineConfig:
     return MineConfig(
         shards=[str(sample_dir / "shards" / "*.parquet")],
         names=str(sample_dir / "names.csv"),
         out=str(out),
         buckets=4,
-        task_rows=500,
+        task_rows=task_rows,
         master=master,
         spark_conf=dict(EXECUTOR_CONF),
         **kw,
     )
 
 
-def test_mining_runs_from_the_shipped_environment_s3_to_s3(bare_cluster, sample, s3, tmp_path):
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> dict:
+    return pack_executor_env(tmp_path_factory.mktemp("env") / "env.tar.gz", extra=("s3fs",))
+
+
+@pytest.fixture(scope="module")
+def s3_shards(sample, s3) -> str:
+    fs = s3.fs()
+    for f in sorted((sample[0] / "shards").glob("*.parquet")):
+        fs.put_file(str(f), f"{s3.bucket}/cluster-shards/{f.name}")
+    return s3.url("cluster-shards", "*.parquet")
+
+
+def test_mining_runs_from_the_shipped_environment_s3_to_s3(bare_cluster, sample, s3, s3_shards, archive, tmp_path):
     """Shards on the S3 endpoint, outputs to it, executors with nothing but the packed archive (s3fs included)."""
     sample_dir, summary = sample
     fs = s3.fs()
-    for f in sorted((sample_dir / "shards").glob("*.parquet")):
-        fs.put_file(str(f), f"{s3.bucket}/cluster-shards/{f.name}")
-    info = pack_executor_env(tmp_path / "env.tar.gz", extra=("s3fs",))
+    info = archive
     assert {"numpy", "pyarrow", "ahocorasick_rs", "RapidFuzz", "s3fs", "botocore"} <= set(info["distributions"])
     cfg = _cfg(sample_dir, s3.url("cluster-run"), bare_cluster.url, executor_env=info["archive"])
-    cfg.shards = [s3.url("cluster-shards", "*.parquet")]
+    cfg.shards = [s3_shards]
     cfg.storage_options = s3.options
     stats = run_mine(cfg)
     with fs.open(f"{s3.bucket}/cluster-run/counts.parquet", "rb") as f:
@@ -93,3 +104,57 @@ def test_a_job_no_worker_can_take_stops_with_a_message_not_a_hang(bare_cluster, 
     cfg.spark_conf["spark.executor.memory"] = "4g"  # more than any worker offers (1g): no executor ever starts
     with pytest.raises(UserError, match=r"no executor ran the import check within 8 s .*spark.executor.memory"):
         run_mine(cfg)
+
+
+def test_driver_killed_midway_on_the_cluster_rerun_is_identical(bare_cluster, sample, s3, s3_shards, archive):
+    """The driver (and its application) killed mid-scan on the bare cluster, S3 to S3; the rerun resumes from the
+    units on the bucket and ends with the same files as the undisturbed run of the test above."""
+    import io
+    import os
+    import signal
+    import time
+
+    sample_dir, _ = sample
+    fs = s3.fs()
+    prefix = f"{s3.bucket}/cluster-killed"
+    args = [
+        *("--shards", s3_shards, "--names", str(sample_dir / "names.csv"), "--out", s3.url("cluster-killed")),
+        *("--buckets", "4", "--task-rows", "250", "--master", bare_cluster.url),
+        *("--executor-env", archive["archive"], "--storage-options", f"s3={json.dumps(s3.options['s3'])}"),
+        *[a for k, v in EXECUTOR_CONF.items() for a in ("--conf", f"{k}={v}")],
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "mine", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 180
+        while len([p for p in fs.find(prefix) if "/units/" in p and p.endswith(".json")]) < 2:
+            assert proc.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not [p for p in fs.find(prefix) if p.endswith("/stats.json")]
+    cfg = _cfg(sample_dir, s3.url("cluster-killed"), bare_cluster.url, executor_env=archive["archive"], task_rows=250)
+    cfg.shards, cfg.storage_options = [s3_shards], s3.options
+    stats = run_mine(cfg)
+    assert stats["totals"]["units_resumed"] >= 2
+    ref = _cfg(sample_dir, s3.url("cluster-ref"), bare_cluster.url, executor_env=archive["archive"], task_rows=250)
+    ref.shards, ref.storage_options = [s3_shards], s3.options
+    run_mine(ref)
+
+    def data(root: str) -> dict:
+        out = {}
+        for p in sorted(fs.find(root)):
+            rel = p[len(root) + 1 :]
+            if rel.rsplit("/", 1)[-1] in ("config.json", "stats.json", "_settings.json", "stage.json"):
+                continue
+            out[rel] = (
+                pq.read_table(io.BytesIO(fs.cat_file(p))).to_pylist() if p.endswith(".parquet") else fs.cat_file(p)
+            )
+        return out
+
+    assert data(prefix) == data(f"{s3.bucket}/cluster-ref")
