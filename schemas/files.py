@@ -12,6 +12,7 @@ from pathlib import Path
 CONFIG_JSON = "config.json"  # the resolved configuration + provenance
 STATS_JSON = "stats.json"  # the run's accounting
 SETTINGS_JSON = "_settings.json"  # the settings the folder is pinned to (idia.core.resume)
+LOCK_JSON = "_lock.json"  # the process writing the folder (idia.core.lock)
 DONE_DIR = "_done"  # done-markers of finished units of work
 
 # mine

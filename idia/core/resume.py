@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from idia.core import storage
+from idia.core import lock, storage
 from idia.core.atomic import write_json
 from idia.core.errors import ConfigError
 from schemas import files
@@ -77,12 +77,15 @@ class StageFolder:
         return {k: (saved.get(k), self.settings.get(k)) for k in keys if saved.get(k) != self.settings.get(k)}
 
     def check(self) -> None:
-        """Stop if the folder holds this stage's work made with other settings; with force, clear it instead."""
+        """Take the folder's lock (idia.core.lock: one writer per folder); then stop if the folder holds this stage's
+        work made with other settings (giving the lock back), or, with force, clear it."""
+        lock.acquire(self.out)
         if self.force:
             self.clear()
             return
         changed = self.changed_keys()
         if changed:
+            self.release()
             what = "; ".join(
                 f"{k}: {_describe(a)} -> {_describe(b)}" for k, a, b in ((k, *v) for k, v in changed.items())
             )
@@ -112,6 +115,12 @@ class StageFolder:
     def mark_done(self, unit: str = STAGE_UNIT, info: dict | None = None) -> None:
         self.pin()
         write_marker(self.done_dir, unit, self.fingerprint, info)
+        if unit == STAGE_UNIT:
+            self.release()
+
+    def release(self) -> None:
+        """Give the folder's lock back (also done when the stage is marked done, or the process exits)."""
+        lock.release(self.out)
 
     def forget(self, prefix: str) -> None:
         """Drop the markers of units whose name starts with `prefix` (their outputs are about to be rewritten)."""

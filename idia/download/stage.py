@@ -284,4 +284,5 @@ def run_download(cfg: DownloadConfig, fetch: Fetcher) -> dict:
     write_text(render_markdown(report), out / files.REPORT_MD)
     if not report["unfinished_shards"]:
         folder.mark_done()
+    folder.release()
     return report

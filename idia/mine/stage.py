@@ -122,6 +122,7 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
     if folder.done() and (out / files.STATS_JSON).exists():
         stats = json.loads((out / files.STATS_JSON).read_text())
         stats["resumed"] = True
+        folder.release()
         return stats
 
     # Staged work lives in a folder named after the settings fingerprint: a killed run's finished units are reused by

@@ -304,6 +304,7 @@ def generate_world(
     if folder.done() and (out / files.WORLD_JSON).exists():
         summary = json.loads((out / files.WORLD_JSON).read_text())
         summary["skipped"] = True
+        folder.release()
         return summary
 
     plan = plan_world(cfg)

@@ -253,6 +253,7 @@ def train_tiny_clip(
     if folder.done() and info_path.exists() and (out_dir / WEIGHTS_FILE).exists():
         info = json.loads(info_path.read_text())
         info["skipped"] = True
+        folder.release()
         return info
 
     torch.set_num_threads(cfg.threads)
