@@ -103,7 +103,7 @@ def fetch_round(cfg: DownloadConfig, info: dict, out: Path, guard: UrlGuard) -> 
         disallowed_header_directives=None if info["ignore_opt_out"] else OPT_OUT_DIRECTIVES,
         blurring_bbox_col="bbox" if info["crop_to_bbox"] else None,  # handed to SafeResizer, which crops
     )
-    guarded = GuardedDownloader(downloader, guard)
+    guarded = GuardedDownloader(downloader, guard, cfg.max_body_bytes)
     if cfg.distributor == "pyspark":
         with _spark(cfg):
             pyspark_distributor(cfg.n_processes(), guarded, reader, 1000, cfg.max_shard_retry)

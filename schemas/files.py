@@ -12,7 +12,9 @@ from pathlib import Path
 CONFIG_JSON = "config.json"  # the resolved configuration + provenance
 STATS_JSON = "stats.json"  # the run's accounting
 SETTINGS_JSON = "_settings.json"  # the settings the folder is pinned to (idia.core.resume)
-LOCK_JSON = "_lock.json"  # the process writing the folder (idia.core.lock)
+#: Beside an output folder OUT: OUT's parent/.OUT-name + this, naming the process writing OUT (idia.core.lock).
+#: Beside, not inside: a stage whose folder appears whole at its end (train, world) must not create it early.
+LOCK_SUFFIX = ".idia-lock.json"
 DONE_DIR = "_done"  # done-markers of finished units of work
 
 # mine

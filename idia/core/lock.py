@@ -1,4 +1,6 @@
-"""One writer per output folder: `_lock.json` names the process that holds the folder (host, pid, start time).
+"""One writer per output folder: a lock file beside it (`.OUT.idia-lock.json` in OUT's parent folder) names the
+process that holds the folder (host, pid, start time). Beside, not inside: stages whose folder appears whole only
+at their end (train, world) must not create it early.
 
 A stage takes its folder's lock when it checks the folder (`StageFolder.check`) and gives it back when it finishes
 (`StageFolder.mark_done` of the whole stage, or `release`), or when its process exits. A second process on the same
@@ -65,14 +67,22 @@ def _mine(holder: dict) -> bool:
     return holder.get("host") == ours["host"] and holder.get("pid") == ours["pid"]
 
 
+def lock_path(folder) -> Path:
+    """The lock file of `folder`: in its parent, named after it."""
+    folder = storage.location(folder)
+    if not storage.remote(folder):
+        folder = Path(os.path.abspath(folder))
+    return folder.parent / f".{folder.name}{files.LOCK_SUFFIX}"
+
+
 def acquire(folder) -> None:
     """Take `folder`'s lock (see the module docstring); UserError when another live process holds it."""
+    path = lock_path(folder)
     folder = storage.location(folder)
-    key = str(folder)
+    key = str(path)
     if key in _HELD:
         return
-    path = folder / files.LOCK_JSON
-    storage.makedirs(folder)
+    storage.makedirs(path.parent)
     text = json.dumps(me(), indent=2, sort_keys=True) + "\n"
     for _ in range(3):
         if not storage.remote(folder):
@@ -120,8 +130,7 @@ def acquire(folder) -> None:
 
 def release(folder) -> None:
     """Give `folder`'s lock back if this process holds it."""
-    folder = storage.location(folder)
-    path = _HELD.pop(str(folder), None)
+    path = _HELD.pop(str(lock_path(folder)), None)
     if path is None:
         return
     try:
@@ -133,5 +142,10 @@ def release(folder) -> None:
 
 @atexit.register
 def _release_all() -> None:
-    for key in list(_HELD):
-        release(key)
+    for key, path in list(_HELD.items()):
+        _HELD.pop(key, None)
+        try:
+            if _mine(json.loads(path.read_text())):
+                path.unlink()
+        except (OSError, ValueError):
+            pass

@@ -58,6 +58,11 @@ class DownloadConfig(StageConfig):
     encode_format: str = option("jpg", choices=ENCODE_FORMATS, help="stored image format")
     encode_quality: int = option(95, help="jpg/webp quality, png compression")
     min_image_size: int = option(0, help="refuse images whose shorter side is smaller")
+    max_body_bytes: int = option(
+        20_000_000,
+        help="refuse a response body larger than this many bytes, checked while it streams (a declared "
+        "Content-Length over it is refused unread); counted as body_too_large",
+    )
     max_pixels: int = option(
         89_478_485,
         help="refuse images with more pixels, read from the header before decoding (Pillow's decompression-bomb limit)",
@@ -113,7 +118,7 @@ class DownloadConfig(StageConfig):
             raise ConfigError("download: give exactly one of manifests (a mine output) or queries (a query list)")
         if self.max_per_identity is not None and self.max_per_identity < 1:
             raise ConfigError("download: max_per_identity must be at least 1")
-        for name in ("image_size", "shard_size", "threads", "max_pixels"):
+        for name in ("image_size", "shard_size", "threads", "max_pixels", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"download: {name} must be at least 1")
         if self.timeout <= 0:

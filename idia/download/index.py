@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from idia.core.stats import AccountingError, check_sum
 from idia.download.image_checks import ERR_BAD_BBOX, ERR_BBOX, ERR_NOT_IMAGE, ERR_TOO_MANY_PIXELS, ERR_TRUNCATED
-from idia.download.opener import REFUSAL_PREFIX
+from idia.download.opener import BODY_TOO_LARGE, REFUSAL_PREFIX
 from schemas import DOWNLOAD_INDEX
 from schemas.validate import conform
 
@@ -54,6 +54,7 @@ _PATTERNS: list[tuple[str, str]] = [
     ("incompleteread", "connection_error"),
     ("incomplete read", "connection_error"),
     ("no host given", "refused_no_host"),
+    (BODY_TOO_LARGE, "body_too_large"),
 ]
 
 

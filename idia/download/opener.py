@@ -6,6 +6,11 @@ every redirect target before following it, and (3) resolves each host itself, ch
 to a checked address (so a DNS answer cannot change between check and connect). `GuardedDownloader` wraps
 img2dataset's Downloader so the opener is installed in each worker (spawned process or Spark executor) before
 it downloads a shard; pickling the wrapper makes the worker import this module.
+
+The opener also bounds a response body (`max_body_bytes`): a declared Content-Length over the bound is refused
+before any of the body is read, and a body without one (or lying about it) is read in chunks and abandoned as
+soon as it passes the bound, so one endless or multi-gigabyte response cannot exhaust a worker's memory
+(img2dataset reads bodies whole).
 """
 
 from __future__ import annotations
@@ -29,6 +34,50 @@ class GuardRefused(OSError):
     def __init__(self, category: str, detail: str = ""):
         self.category = category
         super().__init__(f"{REFUSAL_PREFIX} {category}" + (f" ({detail})" if detail else ""))
+
+
+#: The message of a body over the bound; `idia.download.index.reason_code` maps it to "body_too_large".
+BODY_TOO_LARGE = "response body too large"
+
+
+class BodyTooLarge(OSError):
+    def __init__(self, limit: int, detail: str):
+        super().__init__(f"{BODY_TOO_LARGE}: {detail}, the limit is {limit} bytes (--max-body-bytes)")
+
+
+class BoundedBodyProcessor(urllib.request.BaseHandler):
+    """Refuse a declared Content-Length over `limit`; make `read()` stop with BodyTooLarge once `limit` is passed."""
+
+    handler_order = 1000  # after the error processor: only bodies of successful responses are read
+
+    def __init__(self, limit: int):
+        self.limit = limit
+
+    def http_response(self, req, response):
+        declared = response.headers.get("Content-Length", "")
+        if declared.strip().isdigit() and int(declared) > self.limit:
+            response.close()
+            raise BodyTooLarge(self.limit, f"Content-Length {int(declared)}")
+        raw_read, limit = response.read, self.limit
+
+        def read(amt: int | None = None) -> bytes:
+            if amt is not None and amt >= 0:
+                return raw_read(amt)
+            chunks, total = [], 0
+            while True:
+                chunk = raw_read(min(1 << 16, limit + 1 - total))
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+                total += len(chunk)
+                if total > limit:
+                    response.close()
+                    raise BodyTooLarge(limit, f"more than {limit} bytes read")
+
+        response.read = read
+        return response
+
+    https_response = http_response
 
 
 class _GuardedConnectionMixin:
@@ -101,8 +150,9 @@ class GuardedRedirectHandler(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def build_guarded_opener(guard: UrlGuard) -> urllib.request.OpenerDirector:
-    """An opener with only guarded http/https handlers: other schemes fail as 'unknown url type'; no proxies."""
+def build_guarded_opener(guard: UrlGuard, max_body_bytes: int | None = None) -> urllib.request.OpenerDirector:
+    """An opener with only guarded http/https handlers: other schemes fail as 'unknown url type'; no proxies;
+    bodies bounded by `max_body_bytes` when given."""
     opener = urllib.request.OpenerDirector()
     for handler in (
         urllib.request.UnknownHandler(),
@@ -111,31 +161,34 @@ def build_guarded_opener(guard: UrlGuard) -> urllib.request.OpenerDirector:
         urllib.request.HTTPDefaultErrorHandler(),
         GuardedRedirectHandler(guard),
         urllib.request.HTTPErrorProcessor(),
+        *([BoundedBodyProcessor(max_body_bytes)] if max_body_bytes else []),
     ):
         opener.add_handler(handler)
     return opener
 
 
-_INSTALLED: tuple[UrlGuard, urllib.request.OpenerDirector] | None = None
+_INSTALLED: tuple[tuple, urllib.request.OpenerDirector] | None = None
 
 
-def install(guard: UrlGuard) -> None:
+def install(guard: UrlGuard, max_body_bytes: int | None = None) -> None:
     """Make `urllib.request.urlopen` in this process go through the guarded opener (idempotent)."""
     global _INSTALLED
-    if _INSTALLED is not None and _INSTALLED[0] == guard and urllib.request._opener is _INSTALLED[1]:  # noqa: SLF001
+    key = (guard, max_body_bytes)
+    if _INSTALLED is not None and _INSTALLED[0] == key and urllib.request._opener is _INSTALLED[1]:  # noqa: SLF001
         return
-    opener = build_guarded_opener(guard)
+    opener = build_guarded_opener(guard, max_body_bytes)
     urllib.request.install_opener(opener)
-    _INSTALLED = (guard, opener)
+    _INSTALLED = (key, opener)
 
 
 class GuardedDownloader:
     """Wraps img2dataset's Downloader (any callable taking a shard row): installs the guard in the worker first."""
 
-    def __init__(self, downloader: Any, guard: UrlGuard):
+    def __init__(self, downloader: Any, guard: UrlGuard, max_body_bytes: int | None = None):
         self.downloader = downloader
         self.guard = guard
+        self.max_body_bytes = max_body_bytes
 
     def __call__(self, row):
-        install(self.guard)
+        install(self.guard, self.max_body_bytes)
         return self.downloader(row)

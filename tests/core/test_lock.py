@@ -27,15 +27,16 @@ def test_a_second_process_is_refused_naming_the_holder(tmp_path):
     folder = tmp_path / "out"
     st = StageFolder(folder, "mine", {"a": 1})
     st.check()  # takes the lock
-    held = json.loads((folder / "_lock.json").read_text())
+    assert not folder.exists()  # the lock lives beside the folder: nothing is created inside it early
+    held = json.loads((tmp_path / ".out.idia-lock.json").read_text())
     assert held["pid"] == os.getpid() and held["host"] == socket.gethostname()
     st.check()  # the same process: re-entered
     r = _try_in_another_process(folder)
     assert r.returncode != 0 and f"in use by pid {os.getpid()} on this host" in r.stderr
     st.mark_done()  # the finished stage gives it back
-    assert not (folder / "_lock.json").exists()
+    assert not (tmp_path / ".out.idia-lock.json").exists()
     assert _try_in_another_process(folder).returncode == 0  # free again (that process exited: its lock went too)
-    assert not (folder / "_lock.json").exists()
+    assert not (tmp_path / ".out.idia-lock.json").exists()
 
 
 def test_a_dead_holders_lock_is_taken_over_with_a_warning(tmp_path, capsys):
@@ -44,19 +45,19 @@ def test_a_dead_holders_lock_is_taken_over_with_a_warning(tmp_path, capsys):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     stale = {"host": socket.gethostname(), "pid": gone.pid, "start_ticks": "1", "started": "then", "command": "x"}
-    (folder / "_lock.json").write_text(json.dumps(stale))
+    (tmp_path / ".out.idia-lock.json").write_text(json.dumps(stale))
     lock.acquire(folder)
     assert f"taking over a stale lock (pid {gone.pid} is gone)" in capsys.readouterr().err
-    assert json.loads((folder / "_lock.json").read_text())["pid"] == os.getpid()
+    assert json.loads((tmp_path / ".out.idia-lock.json").read_text())["pid"] == os.getpid()
     lock.release(folder)
-    assert not (folder / "_lock.json").exists()
+    assert not (tmp_path / ".out.idia-lock.json").exists()
 
 
 def test_another_hosts_lock_says_how_to_clear_it(tmp_path):
     folder = tmp_path / "out"
     folder.mkdir()
-    (folder / "_lock.json").write_text(json.dumps({"host": "node-17", "pid": 4242, "started": "2026-12-01"}))
-    with pytest.raises(UserError, match=r"in use by pid 4242 on node-17 .* delete .*_lock.json"):
+    (tmp_path / ".out.idia-lock.json").write_text(json.dumps({"host": "node-17", "pid": 4242, "started": "then"}))
+    with pytest.raises(UserError, match=r"in use by pid 4242 on node-17 .* delete .*\.out\.idia-lock\.json"):
         lock.acquire(folder)
 
 

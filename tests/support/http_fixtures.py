@@ -103,6 +103,27 @@ class FixtureSite:
             time.sleep(self.slow_s)
             _send(h, good)
 
+        def huge_declared(h):  # says 50 MB up front: refused before the body is read
+            h.send_response(200)
+            h.send_header("Content-Type", "image/jpeg")
+            h.send_header("Content-Length", str(50_000_000))
+            h.end_headers()
+            try:
+                h.wfile.write(b"\xff" * 65536)
+            except OSError:
+                pass
+
+        def huge_stream(h):  # no Content-Length, 3 MB of body: stopped while streaming
+            h.send_response(200)
+            h.send_header("Content-Type", "image/jpeg")
+            h.end_headers()
+            try:
+                for _ in range(48):
+                    h.wfile.write(b"\xff" * 65536)
+            except OSError:
+                pass
+            h.close_connection = True
+
         def flaky(h):
             if self.flaky_ok[0]:
                 _send(h, good)
@@ -120,6 +141,8 @@ class FixtureSite:
             "/redirect-ok.jpg": lambda h: _redirect(h, "/img/good.jpg"),
             "/redirect-forbidden.jpg": lambda h: _redirect(h, forbidden_url),
             "/flaky.jpg": flaky,
+            "/huge.jpg": huge_declared,
+            "/huge-stream.jpg": huge_stream,
         }
         self.server = LoopbackServer(self.root, host="127.0.0.1", routes=routes).start()
         return self
