@@ -37,6 +37,21 @@ def worker_device(requested: str = "auto") -> str:
         return "cuda:0"
 
 
+def scheduler_address(scheduler: str | None = None) -> str | None:
+    """The scheduler to join: an explicit address or scheduler file; else $DASK_SCHEDULER_ADDRESS; else Dask's own
+    `scheduler-address` setting (dask config files, DASK_SCHEDULER_ADDRESS as Dask reads it); None: start a local
+    cluster."""
+    import os
+
+    if scheduler:
+        return scheduler
+    if os.environ.get("DASK_SCHEDULER_ADDRESS"):
+        return os.environ["DASK_SCHEDULER_ADDRESS"]
+    import dask
+
+    return dask.config.get("scheduler-address", None) or None
+
+
 @contextmanager
 def dask_client(
     scheduler: str | None = None,
@@ -48,6 +63,7 @@ def dask_client(
     """Yield a connected Client: to `scheduler` (tcp://host:port or a scheduler JSON file) if given, else a local
     cluster: one worker process per GPU (dask-cuda's LocalCUDACluster where installed), or on CPU one process per
     ~4 cores (torch parallelises inside a process; more processes only multiply the model in memory)."""
+    scheduler = scheduler_address(scheduler)
     if scheduler:
         kw = {"scheduler_file": scheduler} if scheduler.endswith(".json") else {"address": scheduler}
         client = Client(**kw, timeout="60s")

@@ -61,7 +61,8 @@ class AttackConfig(StageConfig):
     scheduler: str | None = option(
         None,
         execution=True,
-        help="existing Dask scheduler (tcp://host:port or scheduler JSON file); default a LocalCluster on this machine",
+        help="existing Dask scheduler (tcp://host:port or scheduler JSON file); default $DASK_SCHEDULER_ADDRESS or "
+        "Dask's scheduler-address setting, else a LocalCluster on this machine",
     )
     n_workers: int | None = option(
         None, execution=True, help="local cluster worker processes (default: one per GPU, or cores/4)"

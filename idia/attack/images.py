@@ -31,7 +31,7 @@ class ImageRef:
 
 def list_images(images: str | Path, identity_ids: list[str]) -> tuple[dict[str, list[ImageRef]], Stats]:
     """Images of each identity in `identity_ids` (sorted by image key). Stats count what was left out and why."""
-    images = Path(images)
+    images = Path(images).resolve()  # absolute: workers elsewhere (another working directory) open the same files
     if not images.is_dir():
         raise InputFileError(f"{images}: images folder not found")
     wanted = set(identity_ids)

@@ -69,7 +69,7 @@ def run_attack(cfg: AttackConfig, executor: Callable[[], AbstractContextManager[
     true_index = {iid: i for i, iid in enumerate(cands.column("identity_id").to_pylist()) if iid is not None}
     ids = sorted(identities.column("identity_id").to_pylist())
     refs, img_stats = list_images(cfg.images, ids)
-    cache_dir = cfg.cache_dir or str(DEFAULT_CACHE)
+    cache_dir = str(Path(cfg.cache_dir).resolve()) if cfg.cache_dir else str(DEFAULT_CACHE)
 
     no_images = [i for i in ids if not refs[i]]
     with_images = [i for i in ids if refs[i]]

@@ -3,6 +3,7 @@
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import PIL
@@ -65,3 +66,29 @@ def test_plain_folder_and_errors(tmp_path):
     assert stats["images_unknown_identity"] == 1
     with pytest.raises(InputFileError, match="images folder not found"):
         list_images(tmp_path / "missing", ["a"])
+
+
+def test_image_paths_are_absolute_for_workers_elsewhere(tmp_path, monkeypatch):
+    """A relative --images (as in the README's own commands) reaches the workers as absolute paths: a worker with
+    another working directory opens the same files."""
+    from tests.support.tiny_model import write_image_folder
+
+    write_image_folder(tmp_path / "imgs", {"a": 2})
+    monkeypatch.chdir(tmp_path)
+    refs, _ = list_images("imgs", ["a"])
+    assert refs["a"] and all(Path(r.path).is_absolute() and Path(r.path).is_file() for r in refs["a"])
+
+
+def test_scheduler_address_from_the_environment(monkeypatch):
+    import dask
+
+    from jobs.dask_cluster import scheduler_address
+
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    with dask.config.set({"scheduler-address": None}):
+        assert scheduler_address() is None  # nothing configured: a local cluster
+        with dask.config.set({"scheduler-address": "tcp://from-config:8786"}):
+            assert scheduler_address() == "tcp://from-config:8786"
+        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://from-env:8786")
+        assert scheduler_address() == "tcp://from-env:8786"
+        assert scheduler_address("sched.json") == "sched.json"  # an explicit one wins
