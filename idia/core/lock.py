@@ -69,9 +69,7 @@ def _mine(holder: dict) -> bool:
 
 def lock_path(folder) -> Path:
     """The lock file of `folder`: in its parent, named after it."""
-    folder = storage.location(folder)
-    if not storage.remote(folder):
-        folder = Path(os.path.abspath(folder))
+    folder = storage.location(storage.absolute(folder))
     return folder.parent / f".{folder.name}{files.LOCK_SUFFIX}"
 
 
@@ -128,9 +126,9 @@ def acquire(folder) -> None:
     raise UserError(f"{folder}: could not take the folder's lock {path} (another run keeps taking it)")
 
 
-def release(folder) -> None:
-    """Give `folder`'s lock back if this process holds it."""
-    path = _HELD.pop(str(lock_path(folder)), None)
+def _drop(key: str) -> None:
+    """Delete a held lock file (if it still names this process) and forget it."""
+    path = _HELD.pop(key, None)
     if path is None:
         return
     try:
@@ -140,12 +138,12 @@ def release(folder) -> None:
         pass
 
 
+def release(folder) -> None:
+    """Give `folder`'s lock back if this process holds it."""
+    _drop(str(lock_path(folder)))
+
+
 @atexit.register
 def _release_all() -> None:
-    for key, path in list(_HELD.items()):
-        _HELD.pop(key, None)
-        try:
-            if _mine(json.loads(path.read_text())):
-                path.unlink()
-        except (OSError, ValueError):
-            pass
+    for key in list(_HELD):
+        _drop(key)

@@ -7,7 +7,7 @@
 Credentials, endpoints and other filesystem options are fsspec's own configuration (`fsspec.config.conf`, which
 fsspec also fills from `FSSPEC_<PROTOCOL>_<OPTION>` environment variables, e.g. `FSSPEC_S3_ENDPOINT_URL`), plus
 a stage's `storage_options` ({protocol: {option: value}}) merged over it by `configure`. Task contexts carry
-`fsspec_conf()` to executors and workers, which `configure` it before touching a file: a cluster's nodes need
+`shipped_conf()` to executors and workers, which `apply_shipped` it before touching a file: a cluster's nodes need
 no environment of their own.
 
 Object stores have no rename. Writes that must appear whole (every file the project writes) go to a local temporary
@@ -34,12 +34,17 @@ def normalize_url(url: str) -> str:
     return f"{ALIASES.get(scheme.lower(), scheme)}://{rest}" if sep else str(url)
 
 
-def is_url(x: Any) -> bool:
-    """True for a remote URL (a scheme other than file://), as a string or a UPath."""
+def remote(x: Any) -> bool:
+    """True for a location on a remote filesystem: a URL with a scheme other than file://, or such a UPath."""
     if hasattr(x, "protocol") and hasattr(x, "fs"):  # a UPath
         return getattr(x, "protocol", "") not in ("", "file", "local")
     scheme, sep, _ = str(x).partition("://")
     return bool(sep) and scheme.lower() not in ("file", "local")
+
+
+def absolute(x: str | os.PathLike) -> str:
+    """A location as the absolute path or URL that every process resolves the same way (whatever its cwd)."""
+    return str(x) if remote(x) else os.path.abspath(os.fspath(x))
 
 
 def location(x: str | os.PathLike) -> Path:
@@ -49,17 +54,21 @@ def location(x: str | os.PathLike) -> Path:
     text = normalize_url(os.fspath(x))
     if text.startswith("file://"):
         return Path(text[len("file://") :])
-    if is_url(text):
-        configure({})
+    if remote(text):
+        _object_store_defaults()
         from upath import UPath
 
         return UPath(text)
     return Path(text)
 
 
-def remote(p: Any) -> bool:
-    """True when `p` (a location, or a path string) lives on a remote filesystem."""
-    return is_url(p)
+def _object_store_defaults() -> None:
+    """The listing cache off for object stores, unless the configuration says otherwise (idempotent)."""
+    import fsspec.config
+
+    for proto, opts in _NO_LISTING_CACHE.items():
+        for k, v in opts.items():
+            fsspec.config.conf.setdefault(proto, {}).setdefault(k, v)
 
 
 def configure(options: dict[str, dict] | None) -> None:
@@ -67,9 +76,7 @@ def configure(options: dict[str, dict] | None) -> None:
     object stores)."""
     import fsspec.config
 
-    for proto, opts in {**_NO_LISTING_CACHE}.items():
-        for k, v in opts.items():
-            fsspec.config.conf.setdefault(proto, {}).setdefault(k, v)
+    _object_store_defaults()
     for proto, opts in (options or {}).items():
         if not isinstance(opts, dict):
             from idia.core.errors import ConfigError
@@ -78,11 +85,17 @@ def configure(options: dict[str, dict] | None) -> None:
         fsspec.config.conf.setdefault(ALIASES.get(proto, proto), {}).update(opts)
 
 
-def fsspec_conf() -> dict[str, dict]:
-    """fsspec's configuration as plain data, to ship to executors in a task context."""
+def shipped_conf() -> tuple:
+    """fsspec's configuration as a picklable, hashable value for a task context: ((protocol, ((option, value), ...)),
+    ...). Executors and workers `apply_shipped` it."""
     import fsspec.config
 
-    return {k: dict(v) for k, v in fsspec.config.conf.items() if isinstance(v, dict)}
+    return tuple(sorted((k, tuple(sorted(v.items()))) for k, v in fsspec.config.conf.items() if isinstance(v, dict)))
+
+
+def apply_shipped(conf: tuple) -> None:
+    """Configure this process's fsspec with what `shipped_conf` gave the driver."""
+    configure({proto: dict(opts) for proto, opts in conf})
 
 
 def makedirs(p: Path) -> None:
@@ -107,8 +120,7 @@ def copytree(src: Path, dest: Path) -> list[str]:
     """Copy every file under `src` to the same relative place under `dest` (server-side on an object store)."""
     done = []
     for f in sorted(q for q in src.rglob("*") if q.is_file()):
-        rel = f.relative_to(src)
-        target = dest / str(rel) if remote(dest) else dest / rel
+        target = dest / str(f.relative_to(src))
         if remote(src) and remote(dest) and src.fs is dest.fs:
             src.fs.copy(f.path, target.path)
         else:

@@ -194,8 +194,9 @@ class Matcher:
         )
 
     # ---------------------------------------------------------------- exact modes
-    def match(self, texts: pa.Array | pa.ChunkedArray) -> pa.Table:
-        """Matches in a string array: one row per (row, identity), sorted by row then identity."""
+    def match(self, texts: pa.Array | pa.ChunkedArray, blank: np.ndarray | None = None) -> pa.Table:
+        """Matches in a string array: one row per (row, identity), sorted by row then identity. `blank`: the
+        caller's `empty_mask(texts)`, when it has one (paper mode needs it; computed here otherwise)."""
         if isinstance(texts, pa.ChunkedArray):
             texts = texts.combine_chunks()
         if self.mode == "fuzzy":
@@ -216,27 +217,21 @@ class Matcher:
                     keep = arr[:, 2] <= offsets[rows + 1]
                     arr, rows = arr[keep], rows[keep]
                 # Nulls occupy no bytes, so no match can land in one; valid rows only.
-                auto = arr[:, 0]
-                cnt = self._auto_start[auto + 1] - self._auto_start[auto]
-                ends = np.cumsum(cnt)
-                pos = (
-                    np.arange(ends[-1] if len(ends) else 0)
-                    - np.repeat(ends - cnt, cnt)
-                    + np.repeat(self._auto_start[auto], cnt)
-                )
+                pos, cnt = _csr_positions(self._auto_start, arr[:, 0])  # each automaton string -> its keys
                 keys, rows = self._auto_keys[pos], np.repeat(rows, cnt)
         if self.mode == "paper" and self._is_regex.any():
-            rows, keys = self._verify(texts, rows, keys)
+            rows, keys = self._verify(texts, rows, keys, empty_mask(texts) if blank is None else blank)
         if not len(rows):
             return MATCH_SCHEMA.empty_table()
         # Each found key -> its members (CSR expansion), then one row per (row, identity), lowest rank kept.
         member, cnt = self._expand(keys)
         return self._table(np.repeat(rows, cnt), member, None)
 
-    def _verify(self, texts: pa.Array, rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _verify(
+        self, texts: pa.Array, rows: np.ndarray, keys: np.ndarray, blank: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Paper mode: regex keys found by their prefilter, and keys without one on every row, checked with `re.search`
-        on the row's caption; literal keys pass as found. Blank captions never match (they are counted apart)."""
-        blank = empty_mask(texts)
+        on the row's caption; literal keys pass as found. Blank captions (`blank`) never match: counted apart."""
         lit = ~self._is_regex[keys]
         cand_rows, cand_keys = rows[~lit], keys[~lit]
         if self._check_all:
@@ -258,11 +253,7 @@ class Matcher:
 
     def _expand(self, pat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Found patterns -> the CSR positions of all their members, and the member count of each found pattern."""
-        cnt = self._start[pat + 1] - self._start[pat]
-        ends = np.cumsum(cnt)
-        return np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - cnt, cnt) + np.repeat(
-            self._start[pat], cnt
-        ), cnt
+        return _csr_positions(self._start, pat)
 
     def _table(self, rows: np.ndarray, member: np.ndarray, scores: np.ndarray | None) -> pa.Table:
         """One row per (row, identity): the member with the best score, then the lowest rank; sorted by row, identity."""
@@ -320,6 +311,14 @@ class Matcher:
         member, cnt = self._expand(np.asarray(hit_pats, np.int64))
         rows = np.repeat(np.asarray(hit_rows, np.int64), cnt)
         return self._table(rows, member, np.repeat(np.asarray(hit_scores, np.float64), cnt))
+
+
+def _csr_positions(start: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR lookup: for each entry i of `idx`, the positions start[i] .. start[i + 1] - 1, all concatenated; and how
+    many each entry had."""
+    cnt = start[idx + 1] - start[idx]
+    ends = np.cumsum(cnt)
+    return np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - cnt, cnt) + np.repeat(start[idx], cnt), cnt
 
 
 def empty_mask(texts: pa.Array) -> np.ndarray:

@@ -195,7 +195,7 @@ def _resumed(ctx: ScanContext, unit: ScanUnit, row: dict) -> dict | None:
 
 def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
     """Match one work unit and stage its match rows; returns its UNIT_STATS row (with the error, if any)."""
-    storage.configure({k: dict(v) for k, v in ctx.fsspec_conf})
+    storage.apply_shipped(ctx.fsspec_conf)
     url = ctx.files[unit.file_index]
     row = {
         "unit": unit.name,
@@ -215,7 +215,7 @@ def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
     st = Stats()
     t_start = time.perf_counter()
     matcher, buckets, also = matcher_for(ctx, st)
-    also_counts = {m: {} for m in also}
+    also_counts = {m: np.zeros(matcher.n_identities, np.int64) for m in also}
     storage.makedirs(ctx.units_dir)
     out = StagedWriter(ctx.units_dir / f"{unit.name}.arrow")
     try:
@@ -228,13 +228,12 @@ def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
                 tbl = map_columns(pa.Table.from_batches([batch]), mapping, schema, url)
                 n = tbl.num_rows
                 texts = tbl.column("TEXT").combine_chunks()
-                n_empty = int(empty_mask(texts).sum()) if n else 0
-                m = matcher.match(texts)
+                blank = empty_mask(texts)
+                n_empty = int(blank.sum()) if n else 0
+                m = matcher.match(texts, blank)
                 for mode, other in also.items():  # one (row, identity) per match row: captions per identity
-                    ix, c = np.unique(other.match(texts).column("identity_index").to_numpy(), return_counts=True)
-                    acc = also_counts[mode]
-                    for i, v in zip(ix.tolist(), c.tolist()):
-                        acc[i] = acc.get(i, 0) + v
+                    ident = other.match(texts, blank).column("identity_index").to_numpy()
+                    also_counts[mode] += np.bincount(ident, minlength=matcher.n_identities)
                 rows = m.column("row").to_numpy()
                 n_matched = int(np.count_nonzero(np.diff(rows))) + 1 if len(rows) else 0  # rows come sorted
                 st.update(rows_read=n, null_or_empty=n_empty, matched=n_matched, match_pairs=len(rows))
@@ -267,7 +266,7 @@ def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
     row |= {k: int(st[k]) for k in COUNTERS} | {
         "path": path,
         "bucket_batches": json.dumps(out.batches),
-        "also_counts": json.dumps({m: {str(i): v for i, v in sorted(d.items())} for m, d in also_counts.items()}),
+        "also_counts": json.dumps({m: {str(i): int(a[i]) for i in np.flatnonzero(a)} for m, a in also_counts.items()}),
     }
     resume.write_marker(
         ctx.units_dir,

@@ -84,16 +84,6 @@ def mode_counts(
     )
 
 
-def _abs(p) -> str:
-    """A location as the absolute path or URL every executor resolves the same way."""
-    return str(p) if storage.remote(p) else str(Path(p).resolve())
-
-
-def _conf_tuple() -> tuple:
-    """fsspec's configuration as a hashable, picklable value for the task contexts."""
-    return tuple(sorted((k, tuple(sorted(v.items()))) for k, v in storage.fsspec_conf().items()))
-
-
 def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[TaskExecutor]]) -> dict:
     """Run (or resume) the mining stage; `executor()` gives the engine. Returns the stats also in OUT/stats.json."""
     t0 = time.time()
@@ -147,10 +137,10 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
             columns=cfg.columns,
             batch_size=cfg.batch_size,
             files=tuple(paths),
-            staging=_abs(staging),
+            staging=storage.absolute(staging),
             fingerprint=folder.fingerprint,
             also_modes=tuple(cfg.also_count),
-            fsspec_conf=_conf_tuple(),
+            fsspec_conf=storage.shipped_conf(),
         )
         storage.makedirs(staging)
         folder.pin()  # from here on the folder holds this run's work
@@ -180,8 +170,8 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
             identity_ids=tuple(identities.column("identity_id").to_pylist()),
             identity_rank=tuple(rank.tolist()),
             files=tuple(paths),
-            staging=_abs(staging),
-            fsspec_conf=_conf_tuple(),
+            staging=storage.absolute(staging),
+            fsspec_conf=storage.shipped_conf(),
         )
         tasks = [MergeTask(i, n_merge) for i in range(n_merge)]
         merged = _checked(ex.map(merge_task, merge_ctx, tasks, "mine: merge"), MERGED, "merge results")
