@@ -388,9 +388,11 @@ def demo_checks(plan: Plan) -> list[dict]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="pipeline config (YAML/JSON), e.g. pipelines/demo.yaml or pipelines/laion400m.yaml")
     p.add_argument("--out", help="run folder; overrides the config's `out`")
+    from pipelines.presets import PRESETS
+
     p.add_argument(
         "--preset",
-        choices=["study"],
+        choices=sorted(PRESETS),
         help="start from a preset's stage keys (the config's own keys and --set win): study = the study's "
         "LAION-400M settings (paper matching, whole photos, fp32, its k list, 20 draws, tau 1, >= 30 images, its "
         "fake names); overrides the config's `preset`",

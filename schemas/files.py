@@ -76,6 +76,9 @@ RUN_STAGE_DIRS = {
 }
 #: A pipeline's second and later models (`models:`): MODELS_DIR/<model label>/attack and .../evaluate.
 MODELS_DIR = "models"
+#: compare-lists' outputs: every name on either side (CSV) and the summary with the differing names (markdown).
+COMPARISON_CSV = "comparison.csv"
+COMPARISON_MD = "comparison.md"
 PIPELINE_CONFIG_JSON = "pipeline_config.json"
 SUMMARY_JSON = "summary.json"
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 
 import schemas
+from idia.evaluate.sweep import rates_by
 from schemas.validate import conform
 
 
@@ -27,18 +28,23 @@ def tpr_by_bin_and_k(attacks: pd.DataFrame, truth: pd.DataFrame, tau: int) -> pa
     """schemas.BIN_K: one row per (bin, k) over the members of `truth` (needs its `bin` column) that were attacked."""
     known = truth["bin"].notna() & ~truth["bin"].astype(str).isin(["", "nan", "None"])
     members = truth[truth["is_member"] & known][["identity_id", "bin"]]
-    d = attacks.merge(members, on="identity_id", how="inner")
-    if d.empty:
+    # The same per-draw rate as the injection sweep's (sweep.rates_by), at this evaluation's tau, once per k.
+    scored = attacks.assign(predicted_member=attacks["correct_templates"] >= tau)
+    rows = [
+        {
+            "bin": b,
+            "k": int(k),
+            "members": r["n_identities"],
+            "tpr_mean": r["mean"],
+            "tpr_std": r["std"],
+            "n_draws": r["n_draws"],
+        }
+        for k in sorted(set(scored["k"]))
+        for (b,), _g, r in rates_by(scored, members, int(k), ["bin"])
+    ]
+    if not rows:
         return schemas.BIN_K.empty_table()
-    d = d.assign(hit=d["correct_templates"] >= tau)
-    per_draw = d.groupby(["bin", "k", "draw"])["hit"].mean().rename("tpr").reset_index()
-    cells = (
-        per_draw.groupby(["bin", "k"])["tpr"]
-        .agg(tpr_mean="mean", tpr_std=lambda s: float(s.std(ddof=1)) if len(s) > 1 else 0.0, n_draws="count")
-        .reset_index()
-    )
-    n = d.groupby(["bin", "k"])["identity_id"].nunique().rename("members").reset_index()
-    cells = cells.merge(n, on=["bin", "k"])
+    cells = pd.DataFrame(rows)
     cells["bin_start"] = cells["bin"].map(bin_start)
     cells = cells.sort_values(["bin_start", "bin", "k"]).reset_index(drop=True)
     table = pa.Table.from_pandas(cells[list(schemas.BIN_K.names)], preserve_index=False)

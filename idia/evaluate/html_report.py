@@ -127,7 +127,7 @@ def rates_per_bin(attacks: pd.DataFrame, occurrences: pd.DataFrame, k: int) -> l
 
 def comparison_section(folder: Path) -> list[str]:
     """The regenerated occurrence list against the study's published one (compare-lists' comparison.csv)."""
-    path = folder / "comparison.csv"
+    path = folder / files.COMPARISON_CSV
     if not path.is_file():
         return []
     df = pd.read_csv(path, keep_default_na=False, na_values=[""])

@@ -180,7 +180,7 @@ def write_report(
             ),
             "",
         ]
-    comparison = out / files.RUN_STAGE_DIRS["compare-lists"] / "comparison.md"
+    comparison = out / files.RUN_STAGE_DIRS["compare-lists"] / files.COMPARISON_MD
     if comparison.is_file():
         body = comparison.read_text().split("\n", 1)[1]  # its own title line dropped
         lines += ["## Regenerated list vs the study's published one", body.strip(), ""]

@@ -140,11 +140,11 @@ def compare_to_published(regenerated: str | Path, out: str | Path, published: st
     """Write comparison.csv and comparison.md into `out`; returns the count of names per kind of difference."""
     df = compare(regenerated, published)
     out = Path(out)
-    write_text(df.to_csv(index=False, lineterminator="\n"), out / "comparison.csv")
-    write_text(to_markdown(df, str(regenerated), str(published)), out / "comparison.md")
+    write_text(df.to_csv(index=False, lineterminator="\n"), out / files.COMPARISON_CSV)
+    write_text(to_markdown(df, str(regenerated), str(published)), out / files.COMPARISON_MD)
     counts = {str(k): int(v) for k, v in sorted(df["difference"].value_counts().to_dict().items())}
     return {
         "names": int(len(df)),
         "differences": counts,
-        "outputs": [str(out / "comparison.csv"), str(out / "comparison.md")],
+        "outputs": [str(out / files.COMPARISON_CSV), str(out / files.COMPARISON_MD)],
     }

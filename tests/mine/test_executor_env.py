@@ -16,6 +16,8 @@ from idia.mine.config import MineConfig
 from idia.mine.sample import SampleConfig, generate
 from jobs.executor_env import pack_executor_env
 from jobs.mine import run_mine
+from tests.support.processes import kill_group_when
+from tests.support.s3_server import run_data, unit_markers
 from tests.support.spark_cluster import StandaloneCluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -24,12 +26,8 @@ EXECUTOR_CONF = {"spark.executor.memory": "768m", "spark.cores.max": "2", "spark
 
 @pytest.fixture(scope="module")
 def bare_cluster(tmp_path_factory):
-    cluster = StandaloneCluster(workers=2, log_dir=tmp_path_factory.mktemp("bare-spark"), share_python=False)
-    cluster.start()
-    try:
+    with StandaloneCluster(workers=2, log_dir=tmp_path_factory.mktemp("bare-spark"), share_python=False) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +107,6 @@ def test_a_job_no_worker_can_take_stops_with_a_message_not_a_hang(bare_cluster, 
 def test_driver_killed_midway_on_the_cluster_rerun_is_identical(bare_cluster, sample, s3, s3_shards, archive):
     """The driver (and its application) killed mid-scan on the bare cluster, S3 to S3; the rerun resumes from the
     units on the bucket and ends with the same files as the undisturbed run of the test above."""
-    import io
-    import os
-    import signal
-    import time
 
     sample_dir, _ = sample
     fs = s3.fs()
@@ -129,14 +123,7 @@ def test_driver_killed_midway_on_the_cluster_rerun_is_identical(bare_cluster, sa
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    try:
-        deadline = time.time() + 180
-        while len([p for p in fs.find(prefix) if "/units/" in p and p.endswith(".json")]) < 2:
-            assert proc.poll() is None and time.time() < deadline, "the run ended before it could be killed"
-            time.sleep(0.1)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_group_when(proc, lambda: len(unit_markers(fs, prefix)) >= 2, 180, poll=0.1)
     assert not [p for p in fs.find(prefix) if p.endswith("/stats.json")]
     cfg = _cfg(sample_dir, s3.url("cluster-killed"), bare_cluster.url, executor_env=archive["archive"], task_rows=250)
     cfg.shards, cfg.storage_options = [s3_shards], s3.options
@@ -146,15 +133,4 @@ def test_driver_killed_midway_on_the_cluster_rerun_is_identical(bare_cluster, sa
     ref.shards, ref.storage_options = [s3_shards], s3.options
     run_mine(ref)
 
-    def data(root: str) -> dict:
-        out = {}
-        for p in sorted(fs.find(root)):
-            rel = p[len(root) + 1 :]
-            if rel.rsplit("/", 1)[-1] in ("config.json", "stats.json", "_settings.json", "stage.json"):
-                continue
-            out[rel] = (
-                pq.read_table(io.BytesIO(fs.cat_file(p))).to_pylist() if p.endswith(".parquet") else fs.cat_file(p)
-            )
-        return out
-
-    assert data(prefix) == data(f"{s3.bucket}/cluster-ref")
+    assert run_data(fs, prefix) == run_data(fs, f"{s3.bucket}/cluster-ref")

@@ -3,24 +3,19 @@ through s3fs): the same results as on local disk; killed midway and rerun, the s
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
-import pyarrow.parquet as pq
 import pytest
 
 from idia.mine.config import MineConfig
 from idia.mine.sample import SampleConfig, generate
 from jobs.mine import run_mine
+from tests.support.processes import kill_group_when
+from tests.support.s3_server import run_data, unit_markers
 
 pytestmark = pytest.mark.slow
-# Files whose content names where the run read or wrote (paths, URLs, timings): compared by their data instead.
-RUN_RECORDS = {"config.json", "stats.json", "_settings.json", "stage.json"}
 
 
 @pytest.fixture(scope="module")
@@ -38,21 +33,8 @@ def _cfg(shards: str, names, out: str, **kw) -> MineConfig:
 
 
 def _tables(fs, root: str) -> dict[str, object]:
-    """Every data file under a run folder (local path or bucket/prefix on `fs`): parquet as rows without the
-    source_file column (it names where the shard was read), CSV/other as text; run records left out."""
-    out = {}
-    for path in sorted(fs.find(root)):
-        rel = path[len(root.rstrip("/")) + 1 :]
-        name = rel.rsplit("/", 1)[-1]
-        if name in RUN_RECORDS or "/." in f"/{rel}":
-            continue
-        data = fs.cat_file(path)
-        if name.endswith(".parquet"):
-            t = pq.read_table(io.BytesIO(data))
-            out[rel] = t.drop_columns([c for c in ("source_file",) if c in t.column_names]).to_pylist()
-        else:
-            out[rel] = data
-    return out
+    """A run's data files, parquet without source_file (it names where the shard was read: disk or bucket)."""
+    return run_data(fs, root, drop_columns=("source_file",))
 
 
 def test_mine_from_s3_to_s3_equals_local_disk(spark_local, sample, s3, tmp_path):
@@ -109,14 +91,7 @@ def test_killed_run_on_s3_resumes_and_ends_identical(spark_local, sample, s3, tm
     )
     fs = s3.fs()
     prefix = f"{s3.bucket}/runs/killed"
-    try:
-        deadline = time.time() + 120
-        while len([p for p in fs.find(prefix) if "/units/" in p and p.endswith(".json")]) < 2:
-            assert proc.poll() is None and time.time() < deadline, "the run ended before it could be killed"
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_group_when(proc, lambda: len(unit_markers(fs, prefix)) >= 2, 120)
     left = fs.find(prefix)
     assert not [p for p in left if p.endswith("/stats.json") or "/manifests/" in p.split(".mine-staging-")[0]]
     assert not [p for p in left if p.endswith(".tmp")]  # nothing half-written under a final or temporary name

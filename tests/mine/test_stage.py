@@ -20,6 +20,7 @@ from idia.mine.sample import SampleConfig, generate
 from jobs.mine import run_mine
 from schemas import COUNTS, IDENTITY_LIST, MANIFEST
 from schemas.validate import SchemaError
+from tests.support.processes import kill_group_when
 
 
 @pytest.fixture(scope="module")
@@ -279,10 +280,6 @@ def test_units_group_whole_row_groups_of_one_file():
 
 def test_killed_run_resumes_finished_units(spark_local, tmp_path):
     """Kill a run mid-scan (by PID, its whole process group), rerun: finished units are reused, results exact."""
-    import os
-    import signal
-    import time
-
     summary = generate(
         SampleConfig(out=str(tmp_path / "s"), shards=6, rows_per_shard=5000, names=30, seed=5, row_group_size=500)
     )
@@ -305,14 +302,7 @@ def test_killed_run_resumes_finished_units(spark_local, tmp_path):
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    try:
-        deadline = time.time() + 120
-        while len(list(out.glob(".mine-staging-*/units/*.json"))) < 3:
-            assert proc.poll() is None and time.time() < deadline, "the run ended before it could be killed"
-            time.sleep(0.02)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver, its JVM and Python workers: all in the group started here
-        proc.wait()
+    kill_group_when(proc, lambda: len(list(out.glob(".mine-staging-*/units/*.json"))) >= 3, 120, poll=0.02)
     done = len(list(out.glob(".mine-staging-*/units/*.json")))
     assert 3 <= done < 60 and not (out / "stats.json").exists()
     stats = run_mine(

@@ -87,3 +87,34 @@ def s3(tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+#: Files whose content names where and when a mining run read or wrote (paths, URLs, timings, fingerprints).
+RUN_RECORDS = {"config.json", "stats.json", "_settings.json", "stage.json"}
+
+
+def run_data(fs, root: str, drop_columns: tuple[str, ...] = ()) -> dict[str, object]:
+    """Every data file under a run folder (local path, or bucket/prefix on `fs`): parquet as rows (less
+    `drop_columns`), other files as bytes; run records and hidden (staging, temporary) files left out."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    out = {}
+    for path in sorted(fs.find(root)):
+        rel = path[len(root.rstrip("/")) + 1 :]
+        name = rel.rsplit("/", 1)[-1]
+        if name in RUN_RECORDS or "/." in f"/{rel}":
+            continue
+        data = fs.cat_file(path)
+        if name.endswith(".parquet"):
+            t = pq.read_table(io.BytesIO(data))
+            out[rel] = t.drop_columns([c for c in drop_columns if c in t.column_names]).to_pylist()
+        else:
+            out[rel] = data
+    return out
+
+
+def unit_markers(fs, root: str) -> list[str]:
+    """The done-markers of a mining run's finished scan units under bucket/prefix `root`."""
+    return [p for p in fs.find(root) if "/units/" in p and p.endswith(".json")]

@@ -123,6 +123,12 @@ class StandaloneCluster:
         self.stop()
         raise RuntimeError(f"workers did not register within {timeout:.0f}s; see {self.log_dir}")
 
+    def __enter__(self) -> "StandaloneCluster":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def stop(self) -> None:
         for p in reversed(self.procs):
             if p.poll() is None:
@@ -139,12 +145,8 @@ class StandaloneCluster:
 
 @pytest.fixture(scope="module")
 def spark_cluster(tmp_path_factory):
-    cluster = StandaloneCluster(workers=2, cores=1, memory="1g", log_dir=tmp_path_factory.mktemp("spark-logs"))
-    cluster.start()
-    try:
+    with StandaloneCluster(workers=2, cores=1, memory="1g", log_dir=tmp_path_factory.mktemp("spark-logs")) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")
