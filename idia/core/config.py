@@ -27,6 +27,7 @@ __all__ = [
     "load_file",
     "to_dict",
     "settings_of",
+    "defaults_of",
     "parse_assignment",
 ]
 
@@ -92,6 +93,23 @@ class StageConfig:
     def settings(self) -> dict:
         """The output-changing settings: every field not marked execution (the output folder itself aside)."""
         return {k: v for k, v in settings_of(self).items() if k != "out"}
+
+    def defaults(self) -> dict:
+        """The default of every setting: a folder made before a setting existed was made with its default."""
+        return defaults_of(type(self))
+
+
+def defaults_of(cls: Any) -> dict:
+    """Each output-changing field's default (for folders made before a field existed: see StageFolder)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("execution"):
+            continue
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
 def settings_of(cfg: Any) -> dict:

@@ -42,6 +42,11 @@ def write_marker(folder: str | Path, unit: str, fp: str, info: dict | None = Non
     write_json({**(info or {}), "fingerprint": fp}, storage.location(folder) / f"{unit}.json")
 
 
+def _as_saved(v: Any) -> Any:
+    """`v` as it reads back from a JSON file."""
+    return json.loads(json.dumps(v, sort_keys=True, default=str))
+
+
 def _describe(v: Any) -> str:
     text = json.dumps(v, sort_keys=True, default=str)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -50,11 +55,16 @@ def _describe(v: Any) -> str:
 class StageFolder:
     """An output folder under the resume policy. `check()` first; then `done(unit)` / `mark_done(unit, info)`."""
 
-    def __init__(self, out: str | Path, stage: str, settings: dict, force: bool = False):
+    def __init__(
+        self, out: str | Path, stage: str, settings: dict, force: bool = False, defaults: dict | None = None
+    ):
         self.out = storage.location(out)
         self.stage = stage
-        self.settings = json.loads(json.dumps(settings, sort_keys=True, default=str))  # as it reads back from disk
+        self.settings = _as_saved(settings)
         self.fingerprint = fingerprint(self.settings)
+        # A setting added after a folder was made: the folder was made with its default, so a run that keeps the
+        # default resumes it (under the folder's own, older settings) instead of being refused.
+        self.defaults = _as_saved(defaults or {})
         self.force = force
         self.done_dir = self.out / files.DONE_DIR
         self._pinned = False
@@ -69,11 +79,19 @@ class StageFolder:
         except (OSError, ValueError, KeyError):
             return None
 
+    def _newer_defaults(self, saved: dict) -> set[str]:
+        """Settings the saved folder predates, kept at their defaults here."""
+        return {
+            k
+            for k, v in self.settings.items()
+            if k not in saved and k in self.defaults and v == self.defaults[k]
+        }
+
     def changed_keys(self) -> dict[str, tuple[Any, Any]]:
         saved = self.saved_settings()
         if saved is None:
             return {}
-        keys = sorted(set(saved) | set(self.settings))
+        keys = sorted((set(saved) | set(self.settings)) - self._newer_defaults(saved))
         return {k: (saved.get(k), self.settings.get(k)) for k in keys if saved.get(k) != self.settings.get(k)}
 
     def check(self) -> None:
@@ -93,7 +111,11 @@ class StageFolder:
                 f"{self.out}: holds {self.stage} results made with other settings ({what}); rerun with "
                 f"the same settings to resume, use --force to start over, or choose another output folder"
             )
-        self._pinned = self.saved_settings() is not None
+        saved = self.saved_settings()
+        self._pinned = saved is not None
+        if saved is not None and saved != self.settings:  # only settings the folder predates, at their defaults
+            self.settings = saved
+            self.fingerprint = fingerprint(saved)
 
     def clear(self) -> None:
         storage.rmtree(self.done_dir)

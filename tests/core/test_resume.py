@@ -55,3 +55,29 @@ def test_markers_count_only_under_their_fingerprint(tmp_path):
     assert read_marker(tmp_path, "u", fingerprint({"a": 2})) is None
     (tmp_path / "bad.json").write_text("{not json")
     assert read_marker(tmp_path, "bad") is None
+
+
+def test_a_setting_added_later_at_its_default_resumes_an_older_folder(tmp_path):
+    old = StageFolder(tmp_path, "demo", {"a": 1})  # made before setting "extra" existed
+    old.check()
+    old.mark_done("u1", {"rows": 3})
+    old.release()
+    newer = StageFolder(tmp_path, "demo", {"a": 1, "extra": []}, defaults={"a": 0, "extra": []})
+    newer.check()  # the folder was made with extra's default: not a change
+    assert newer.done("u1") == {"rows": 3, "fingerprint": old.fingerprint}
+    newer.mark_done("u2")
+    assert read_marker(tmp_path / "_done", "u2", old.fingerprint) is not None  # resumed under the folder's settings
+    newer.release()
+    changed = StageFolder(tmp_path, "demo", {"a": 1, "extra": ["x"]}, defaults={"extra": []})
+    with pytest.raises(ConfigError, match=r'extra: null -> \["x"\]'):
+        changed.check()  # a non-default value of the new setting is a change
+
+
+def test_stage_configs_report_their_defaults():
+    from idia.download.config import DownloadConfig
+    from idia.mine.config import MineConfig
+
+    mine = MineConfig().defaults()
+    assert mine["also_count"] == [] and mine["match"] == "normalized"
+    assert "batch_size" not in mine  # execution settings are not pinned, so they have no default to compare
+    assert "max_body_bytes" in DownloadConfig().defaults()
