@@ -54,7 +54,7 @@ def run_attack(cfg: AttackConfig, executor: Callable[[], AbstractContextManager[
     )
     names = cands.column("name").to_pylist()
     settings = {**cfg.settings(), "templates_used": templates, "candidate_names_sha256": _hash(names)}
-    folder = StageFolder(out, "attack", settings, cfg.force, cfg.defaults())
+    folder = StageFolder(out, "attack", settings, cfg.force, type(cfg))
     folder.check()
     if cfg.force:
         for old in (out / files.PARTS_DIR, out / files.PREDICTIONS_DIR):

@@ -28,6 +28,7 @@ __all__ = [
     "to_dict",
     "settings_of",
     "defaults_of",
+    "read_setting",
     "parse_assignment",
 ]
 
@@ -94,9 +95,17 @@ class StageConfig:
         """The output-changing settings: every field not marked execution (the output folder itself aside)."""
         return {k: v for k, v in settings_of(self).items() if k != "out"}
 
-    def defaults(self) -> dict:
-        """The default of every setting: a folder made before a setting existed was made with its default."""
-        return defaults_of(type(self))
+
+def read_setting(cls: Any, key: str, value: Any) -> Any:
+    """`value` of `cls`'s field `key` as a config file would read it today (a setting widened from one path to a
+    list reads "x" as ["x"]); unchanged when the field is unknown or the value does not read."""
+    hints = typing.get_type_hints(cls)
+    if key not in hints:
+        return value
+    try:
+        return json.loads(json.dumps(_coerce(hints[key], value, key), sort_keys=True, default=str))
+    except ConfigError:
+        return value
 
 
 def defaults_of(cls: Any) -> dict:

@@ -16,6 +16,7 @@ from typing import Any
 
 from idia.core import lock, storage
 from idia.core.atomic import write_json
+from idia.core.config import defaults_of, read_setting
 from idia.core.errors import ConfigError
 from schemas import files
 
@@ -55,16 +56,16 @@ def _describe(v: Any) -> str:
 class StageFolder:
     """An output folder under the resume policy. `check()` first; then `done(unit)` / `mark_done(unit, info)`."""
 
-    def __init__(
-        self, out: str | Path, stage: str, settings: dict, force: bool = False, defaults: dict | None = None
-    ):
+    def __init__(self, out: str | Path, stage: str, settings: dict, force: bool = False, config: type | None = None):
         self.out = storage.location(out)
         self.stage = stage
         self.settings = _as_saved(settings)
         self.fingerprint = fingerprint(self.settings)
-        # A setting added after a folder was made: the folder was made with its default, so a run that keeps the
-        # default resumes it (under the folder's own, older settings) instead of being refused.
-        self.defaults = _as_saved(defaults or {})
+        # `config`, the stage's config class, lets a folder made by an older version resume: a setting added since
+        # was made with its default, and a saved value that today's config reads as the same value is the same
+        # setting; such a folder resumes under its own saved settings instead of being refused.
+        self.config = config
+        self.defaults = _as_saved(defaults_of(config)) if config is not None else {}
         self.force = force
         self.done_dir = self.out / files.DONE_DIR
         self._pinned = False
@@ -81,18 +82,21 @@ class StageFolder:
 
     def _newer_defaults(self, saved: dict) -> set[str]:
         """Settings the saved folder predates, kept at their defaults here."""
-        return {
-            k
-            for k, v in self.settings.items()
-            if k not in saved and k in self.defaults and v == self.defaults[k]
-        }
+        return {k for k, v in self.settings.items() if k not in saved and k in self.defaults and v == self.defaults[k]}
 
     def changed_keys(self) -> dict[str, tuple[Any, Any]]:
         saved = self.saved_settings()
         if saved is None:
             return {}
         keys = sorted((set(saved) | set(self.settings)) - self._newer_defaults(saved))
-        return {k: (saved.get(k), self.settings.get(k)) for k in keys if saved.get(k) != self.settings.get(k)}
+        return {k: (saved.get(k), self.settings.get(k)) for k in keys if not self._same(k, saved, self.settings)}
+
+    def _same(self, key: str, saved: dict, new: dict) -> bool:
+        if saved.get(key) == new.get(key):
+            return True
+        if self.config is None or key not in saved or key not in new:
+            return False
+        return read_setting(self.config, key, saved[key]) == new[key]
 
     def check(self) -> None:
         """Take the folder's lock (idia.core.lock: one writer per folder); then stop if the folder holds this stage's
@@ -113,7 +117,7 @@ class StageFolder:
             )
         saved = self.saved_settings()
         self._pinned = saved is not None
-        if saved is not None and saved != self.settings:  # only settings the folder predates, at their defaults
+        if saved is not None and saved != self.settings:  # only settings older versions wrote otherwise (see config)
             self.settings = saved
             self.fingerprint = fingerprint(saved)
 

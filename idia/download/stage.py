@@ -183,7 +183,7 @@ def run_download(cfg: DownloadConfig, fetch: Fetcher) -> dict:
     """Run (or resume) the download stage with `fetch` as the engine; returns the report (also report.json)."""
     cfg.validate()
     out = Path(cfg.out)
-    folder = StageFolder(out, "download", cfg.settings(), cfg.force, cfg.defaults())
+    folder = StageFolder(out, "download", cfg.settings(), cfg.force, type(cfg))
     folder.check()
     if cfg.force:
         for old in (files.SHARDS_DIR, files.ROUNDS_DIR, files.REQUESTS_PARQUET, files.REQUESTS_JSON):

@@ -84,7 +84,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     cfg.validate()
     attack = Path(cfg.attack)
     out = Path(cfg.out)
-    folder = StageFolder(out, "evaluate", cfg.settings(), cfg.force, cfg.defaults())
+    folder = StageFolder(out, "evaluate", cfg.settings(), cfg.force, type(cfg))
     folder.check()
     attacks = _read(attack, files.ATTACKS_PARQUET)
     status = _read(attack, files.ATTACK_STATUS_PARQUET)

@@ -56,7 +56,7 @@ def _checked(rows: list[dict], schema: pa.Schema, what: str) -> list[dict]:
 def mine_folder(cfg: MineConfig, input_files: list[dict], names_sha: str) -> StageFolder:
     """The output folder under the resume policy: pinned to the settings, the names file and every input's identity."""
     settings = {**cfg.settings(), "names_sha256": names_sha, "input_files": input_files}
-    return StageFolder(cfg.out, "mine", settings, cfg.force, cfg.defaults())
+    return StageFolder(cfg.out, "mine", settings, cfg.force, type(cfg))
 
 
 def mode_counts(

@@ -17,7 +17,7 @@ import pyarrow as pa
 import schemas
 from idia.core import resume
 from idia.core.atomic import write_bytes, write_json, write_parquet, write_text
-from idia.core.config import ConfigError, defaults_of, option, to_dict
+from idia.core.config import ConfigError, option, to_dict
 from idia.core.provenance import provenance
 from idia.core.resume import StageFolder
 from idia.core.stats import check_sum
@@ -283,7 +283,7 @@ def _csv_text(header: list[str], rows: list[list], delimiter: str = ",") -> str:
 def world_folder(cfg: WorldConfig, out: Path, base_url: str, force: bool = False) -> StageFolder:
     """The world folder under the resume policy: pinned to the config (the worker count aside) and the base URL."""
     settings = {k: v for k, v in to_dict(cfg).items() if k != "workers"} | {"base_url": base_url}
-    return StageFolder(out, "world", settings, force, defaults_of(type(cfg)))
+    return StageFolder(out, "world", settings, force, type(cfg))
 
 
 def generate_world(

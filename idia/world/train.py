@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pyarrow.parquet as pq
 
 from idia.core.atomic import atomic_dir, atomic_path
-from idia.core.config import ConfigError, defaults_of, from_dict, option, to_dict
+from idia.core.config import ConfigError, from_dict, option, to_dict
 from idia.core.errors import InputFileError
 from idia.core.provenance import provenance
 from idia.core.resume import StageFolder
@@ -225,7 +225,7 @@ def train_folder(cfg: TrainConfig, out_dir: Path, world_key: str, force: bool = 
     settings = {k: v for k, v in to_dict(cfg).items() if k not in ("threads", "checkpoint_every")} | {
         "world": world_key
     }
-    return StageFolder(out_dir, "train", settings, force, defaults_of(type(cfg)))
+    return StageFolder(out_dir, "train", settings, force, type(cfg))
 
 
 def train_tiny_clip(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
+from idia.core.config import defaults_of, option
 from idia.core.errors import ConfigError
 from idia.core.resume import StageFolder, fingerprint, read_marker, write_marker
 
@@ -57,27 +59,37 @@ def test_markers_count_only_under_their_fingerprint(tmp_path):
     assert read_marker(tmp_path, "bad") is None
 
 
-def test_a_setting_added_later_at_its_default_resumes_an_older_folder(tmp_path):
-    old = StageFolder(tmp_path, "demo", {"a": 1})  # made before setting "extra" existed
+@dataclasses.dataclass
+class _Cfg:
+    a: int = option(0, help="a")
+    paths: list[str] = option(default_factory=list, help="once one path, now a list")
+    extra: list[str] = option(default_factory=list, help="added later")
+    workers: int = option(2, help="not pinned", execution=True)
+
+
+def test_an_older_folder_resumes_when_only_newer_settings_differ_in_form(tmp_path):
+    old = StageFolder(tmp_path, "demo", {"a": 1, "paths": "q.tsv"})  # before "extra" existed, "paths" was one path
     old.check()
     old.mark_done("u1", {"rows": 3})
     old.release()
-    newer = StageFolder(tmp_path, "demo", {"a": 1, "extra": []}, defaults={"a": 0, "extra": []})
-    newer.check()  # the folder was made with extra's default: not a change
+    newer = StageFolder(tmp_path, "demo", {"a": 1, "paths": ["q.tsv"], "extra": []}, config=_Cfg)
+    newer.check()  # extra is at its default and "q.tsv" reads as ["q.tsv"]: the same settings
     assert newer.done("u1") == {"rows": 3, "fingerprint": old.fingerprint}
     newer.mark_done("u2")
     assert read_marker(tmp_path / "_done", "u2", old.fingerprint) is not None  # resumed under the folder's settings
     newer.release()
-    changed = StageFolder(tmp_path, "demo", {"a": 1, "extra": ["x"]}, defaults={"extra": []})
-    with pytest.raises(ConfigError, match=r'extra: null -> \["x"\]'):
-        changed.check()  # a non-default value of the new setting is a change
+    for changed, message in (
+        ({"a": 1, "paths": ["q.tsv"], "extra": ["x"]}, r'extra: null -> \["x"\]'),  # a new setting, not its default
+        ({"a": 1, "paths": ["r.tsv"], "extra": []}, r'paths: "q.tsv" -> \["r.tsv"\]'),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            StageFolder(tmp_path, "demo", changed, config=_Cfg).check()
 
 
-def test_stage_configs_report_their_defaults():
-    from idia.download.config import DownloadConfig
+def test_defaults_cover_the_pinned_settings_only():
     from idia.mine.config import MineConfig
 
-    mine = MineConfig().defaults()
+    assert defaults_of(_Cfg) == {"a": 0, "paths": [], "extra": []}
+    mine = defaults_of(MineConfig)
     assert mine["also_count"] == [] and mine["match"] == "normalized"
     assert "batch_size" not in mine  # execution settings are not pinned, so they have no default to compare
-    assert "max_body_bytes" in DownloadConfig().defaults()
