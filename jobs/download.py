@@ -8,10 +8,11 @@ guard installed in every worker) and resizer wrapper (pixel limit, truncation, f
 from __future__ import annotations
 
 import os
-import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from idia.core import storage
 from idia.download.config import DownloadConfig
 from idia.download.stage import OOM_SHARD_COUNT, OPT_OUT_DIRECTIVES, finished_shards, round_dir
 from idia.download.stage import run_download as _run_download
@@ -52,15 +53,18 @@ def fetch_round(cfg: DownloadConfig, info: dict, out: Path, guard: UrlGuard) -> 
     from idia.download.opener import GuardedDownloader
 
     shards = out / files.SHARDS_DIR
-    shards.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(shards)
     done = finished_shards(shards, info)
     if info["n_sent"] == 0 or len(done) == info["n_shards"]:
         return
-    tmp = shards / "_tmp"
-    tmp.mkdir(exist_ok=True)
+    # img2dataset's reader splits the input into per-shard files its workers read: beside the shards, where every
+    # worker (a Spark executor elsewhere) can read them; local processes on an object-store run use a local folder.
+    local_tmp = storage.remote(shards) and cfg.distributor != "pyspark"
+    tmp = Path(tempfile.mkdtemp(prefix="idia-download-")) if local_tmp else shards / "_tmp"
+    storage.makedirs(tmp)
     carried = ["identity_id", "source_id"] + (["bbox"] if info["crop_to_bbox"] else [])
     reader = Reader(
-        str((round_dir(out, info["round"]) / "input.parquet").resolve()),
+        storage.absolute(round_dir(out, info["round"]) / "input.parquet"),
         "parquet",
         "url",
         None,
@@ -69,7 +73,7 @@ def fetch_round(cfg: DownloadConfig, info: dict, out: Path, guard: UrlGuard) -> 
         carried,
         info["shard_size"],
         done,
-        str(tmp.resolve()),
+        storage.absolute(tmp),
         info["base_shard"],
     )
     resizer = SafeResizer(
@@ -90,7 +94,7 @@ def fetch_round(cfg: DownloadConfig, info: dict, out: Path, guard: UrlGuard) -> 
         thread_count=cfg.threads,
         save_caption=False,
         extract_exif=False,  # EXIF can hold GPS positions: personal data we do not need
-        output_folder=str(shards.resolve()),
+        output_folder=storage.absolute(shards),
         column_list=reader.column_list,
         timeout=cfg.timeout,
         number_sample_per_shard=info["shard_size"],
@@ -103,13 +107,13 @@ def fetch_round(cfg: DownloadConfig, info: dict, out: Path, guard: UrlGuard) -> 
         disallowed_header_directives=None if info["ignore_opt_out"] else OPT_OUT_DIRECTIVES,
         blurring_bbox_col="bbox" if info["crop_to_bbox"] else None,  # handed to SafeResizer, which crops
     )
-    guarded = GuardedDownloader(downloader, guard, cfg.max_body_bytes)
+    guarded = GuardedDownloader(downloader, guard, cfg.max_body_bytes, storage.shipped_conf())
     if cfg.distributor == "pyspark":
         with _spark(cfg):
             pyspark_distributor(cfg.n_processes(), guarded, reader, 1000, cfg.max_shard_retry)
     else:
         multiprocessing_distributor(cfg.n_processes(), guarded, reader, None, cfg.max_shard_retry)
-    shutil.rmtree(tmp, ignore_errors=True)
+    storage.rmtree(tmp)
 
 
 def run_download(cfg: DownloadConfig) -> dict:

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from idia.core import storage
 from idia.core.atomic import write_json
 from idia.core.config import ConfigError, from_dict, load_file, parse_assignment, to_dict
 from schemas import files
@@ -50,6 +51,11 @@ class PipelineConfig:
     # precision, ...) over the attack section. The first is the run's main model (attack/, evaluate/), the others
     # go to models/<label>/; the report has one metrics row per model.
     models: list | None = None
+    # A run folder on object storage (out: s3://bucket/run): fsspec options for it, handed to every stage, and the
+    # local folder that keeps what must be on local disk (the synthetic world, served by the loopback image server,
+    # and the tiny CLIP, loaded from its folder). Local runs keep both under out unless world_dir says otherwise.
+    storage_options: dict = field(default_factory=dict)
+    world_dir: str | None = None
 
 
 def apply_overrides(data: dict, assignments: list[str]) -> dict:
@@ -139,17 +145,33 @@ def plan_pipeline(cfg: PipelineConfig, force: bool = False) -> Plan:
     from idia.evaluate.stage import EvaluateConfig
     from idia.mine.config import MineConfig
 
-    out = Path(cfg.out)
+    storage.configure(cfg.storage_options)
+    out = storage.location(cfg.out)
     d = {k: out / v for k, v in files.RUN_STAGE_DIRS.items()}
-    mine_wired: dict = {"out": str(d["mine"])}
-    download_wired: dict = {"out": str(d["download"])}
-    attack_wired: dict = {"out": str(d["attack"]), "images": str(d["download"])}
+    if cfg.world_dir or (cfg.world and storage.remote(out)):
+        if not cfg.world_dir:
+            raise ConfigError(
+                f"pipeline.world_dir: the run folder {cfg.out} is on object storage; the synthetic world (served by "
+                "the loopback image server) and the tiny CLIP need a local folder: set world_dir (--set "
+                "world_dir=runs/world)"
+            )
+        local = storage.local_only(cfg.world_dir, "pipeline.world_dir")
+        d["world"], d["train"] = local / files.RUN_STAGE_DIRS["world"], local / files.RUN_STAGE_DIRS["train"]
+    storage_wired = {"storage_options": cfg.storage_options} if cfg.storage_options else {}
+    mine_wired: dict = {"out": str(d["mine"]), **storage_wired}
+    download_wired: dict = {"out": str(d["download"]), **storage_wired}
+    attack_wired: dict = {"out": str(d["attack"]), "images": str(d["download"]), **storage_wired}
     if "identities" not in cfg.attack:
         # The download's copy of the names list has the sexes its query sources gave (FaceScrub's actors /
         # actresses files); otherwise mine's.
         with_sexes = cfg.download.get("queries") and cfg.download.get("identities")
         attack_wired["identities"] = str(d["download"] if with_sexes else d["mine"])
-    evaluate_wired: dict = {"out": str(d["evaluate"]), "attack": str(d["attack"]), "ground_truth": str(d["mine"])}
+    evaluate_wired: dict = {
+        "out": str(d["evaluate"]),
+        "attack": str(d["attack"]),
+        "ground_truth": str(d["mine"]),
+        **storage_wired,
+    }
 
     world = None
     if cfg.world:
@@ -243,7 +265,12 @@ def seed_config(cfg: PipelineConfig, seed: int) -> PipelineConfig:
         cfg.world, config={**cfg.world.config, "seed": seed}, train={**cfg.world.train, "seed": seed}
     )
     return dataclasses.replace(
-        cfg, out=str(Path(cfg.out) / f"seed-{seed}"), world=w, attack={**cfg.attack, "seed": seed}, seeds=None
+        cfg,
+        out=str(storage.location(cfg.out) / f"seed-{seed}"),
+        world_dir=str(Path(cfg.world_dir) / f"seed-{seed}") if cfg.world_dir else None,
+        world=w,
+        attack={**cfg.attack, "seed": seed},
+        seeds=None,
     )
 
 
@@ -262,7 +289,7 @@ def run_seeds(cfg: PipelineConfig, force: bool = False, redact: bool = False) ->
         print(f"\n##### seed {s} ({i} of {len(cfg.seeds)}) -> {plan.out} #####", flush=True)
         last = run_pipeline(seed_config(cfg, s), force, redact, checks=False)
         runs[s], headlines[s] = plan.out, last["headline"]
-    out = Path(cfg.out)
+    out = storage.location(cfg.out)
     write_json(to_dict(cfg), out / files.PIPELINE_CONFIG_JSON)
     summary = write_seeds_report(out, aggregate_seeds(runs), headlines, last["k"], last["tau"])
     summary["wall_s"] = round(time.time() - t0, 1)
@@ -285,7 +312,7 @@ def run_pipeline(cfg: PipelineConfig, force: bool = False, redact: bool = False,
     more = [f"{kind} {label}" for label, _, _ in plan.more_models for kind in ("attack", "evaluate")]
     stages = _Stages(names + ["download", "attack", "evaluate", *more, "report"])
     t0 = time.time()
-    out.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(out)
     write_json(to_dict(cfg), out / files.PIPELINE_CONFIG_JSON)
 
     server = None

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 import schemas
-from idia.core import census
+from idia.core import census, storage
 from idia.core.errors import InputFileError, UserError
 from idia.mine.normalize import name_key
 from schemas.validate import conform
@@ -30,7 +29,7 @@ FIRST_NAMES_PER_SEX = 1000
 
 def load_identities(path: str | Path) -> pa.Table:
     """Identities (schemas.IDENTITIES) from a mine output folder, an identities parquet, or a names file."""
-    path = Path(path)
+    path = storage.location(path)
     if path.is_dir():
         path = path / "identities.parquet"
         if not path.is_file():
@@ -38,7 +37,7 @@ def load_identities(path: str | Path) -> pa.Table:
     if not path.is_file():
         raise InputFileError(f"{path}: identities file not found")
     if path.suffix == ".parquet":
-        table = conform(pq.read_table(path), schemas.IDENTITIES, str(path))
+        table = conform(storage.read_parquet(path), schemas.IDENTITIES, str(path))
     else:
         from idia.mine.names import read_names  # the names-list contract (mining stage)
 

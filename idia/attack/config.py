@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from idia.attack.candidates import FAKE_NAMES
 from idia.attack.decision import DEFAULT_KS
 from idia.attack.models import PRECISIONS
-from idia.core.config import ConfigError, StageConfig, option
+from idia.core.config import ConfigError, StageConfig, option, storage_option
 
 
 @dataclass
@@ -77,6 +77,7 @@ class AttackConfig(StageConfig):
     )
     torch_threads: int | None = option(None, execution=True, help="torch threads per worker (default cores / workers)")
     decode_threads: int = option(2, execution=True, help="image decoding threads per worker")
+    storage_options: dict = storage_option("images and outputs (shipped to the workers)")
 
     def check(self) -> None:
         if not self.k or any(k < 1 for k in self.k):

@@ -19,7 +19,7 @@ import schemas
 from idia.attack import decision
 from idia.attack.images import ImageReader, ImageRef
 from idia.attack.models import ModelSpec, cached_model, local_device
-from idia.core import resume
+from idia.core import resume, storage
 from idia.core.atomic import write_parquet
 from idia.core.stats import Stats
 from schemas import files
@@ -64,15 +64,19 @@ class AttackContext:
     min_images: int
     batch_size: int
     decode_threads: int
+    storage_conf: tuple = ()  # idia.core.storage.shipped_conf(): the client's object-store settings
     text_emb: np.ndarray | None = None
 
     @property
     def parts(self) -> Path:
-        return Path(self.out) / files.PARTS_DIR
+        return storage.location(self.out) / files.PARTS_DIR
 
 
 def _concrete(ctx: AttackContext) -> AttackContext:
-    """The context with a concrete device (the engine may already have chosen one)."""
+    """The context with a concrete device (the engine may already have chosen one); this process's object-store
+    settings configured first."""
+    if ctx.storage_conf:
+        storage.apply_shipped(ctx.storage_conf)
     if ctx.model.device != "auto":
         return ctx
     return dataclasses.replace(ctx, model=dataclasses.replace(ctx.model, device=local_device(ctx.model.device)))
@@ -102,10 +106,10 @@ def attack_group(ctx: AttackContext, task: GroupTask) -> dict:
     from idia.attack.embeddings import embed_images
 
     t0 = time.perf_counter()
+    ctx = _concrete(ctx)
     done = resume.read_marker(ctx.parts / files.DONE_DIR, task.unit, ctx.fingerprint)
     if done and done.get("input_hash") == task.input_hash:  # a retried task after its output landed
         return done["stats"]
-    ctx = _concrete(ctx)
     model, preprocess, _ = cached_model(ctx.model)
     stats = Stats()
     # Images are keyed by (identity position, image position) in the task: no string keys to split again.
@@ -164,7 +168,7 @@ def attack_group(ctx: AttackContext, task: GroupTask) -> dict:
                 "n_corrupt_images": int(corrupt[i]),
             }
         )
-    out = Path(ctx.out)
+    out = storage.location(ctx.out)
     write_parquet(
         conform(pa.table(p_cols, schema=schemas.PREDICTIONS), schemas.PREDICTIONS, task.unit),
         out / files.PREDICTIONS_DIR / f"{task.unit}.parquet",

@@ -8,10 +8,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from PIL import Image
 
 import schemas
+from idia.core import storage
 from idia.core.errors import InputFileError
 from idia.core.stats import Stats
 from schemas.validate import conform
@@ -31,7 +31,8 @@ class ImageRef:
 
 def list_images(images: str | Path, identity_ids: list[str]) -> tuple[dict[str, list[ImageRef]], Stats]:
     """Images of each identity in `identity_ids` (sorted by image key). Stats count what was left out and why."""
-    images = Path(images).resolve()  # absolute: workers elsewhere (another working directory) open the same files
+    # absolute: workers elsewhere (another working directory) open the same files; or a URL (object storage)
+    images = storage.location(storage.absolute(images))
     if not images.is_dir():
         raise InputFileError(f"{images}: images folder not found")
     wanted = set(identity_ids)
@@ -39,7 +40,7 @@ def list_images(images: str | Path, identity_ids: list[str]) -> tuple[dict[str, 
     stats = Stats()
     index = images / "index.parquet"
     if index.is_file():
-        table = conform(pq.read_table(index), schemas.DOWNLOAD_INDEX, str(index))
+        table = conform(storage.read_parquet(index), schemas.DOWNLOAD_INDEX, str(index))
         seen: set[tuple[str, str]] = set()
         for row in table.to_pylist():
             stats["index_rows"] += 1
@@ -83,15 +84,22 @@ def list_images(images: str | Path, identity_ids: list[str]) -> tuple[dict[str, 
 
 
 class ImageReader:
-    """Opens images by reference; keeps each tar's member table so a shard is listed once per reader."""
+    """Opens images by reference; keeps each tar's member table so a shard is listed once per reader. Tars and files
+    on object storage are read through their fsspec file objects (ranged reads: only the members asked for)."""
 
     def __init__(self) -> None:
         self._tars: dict[str, tuple[tarfile.TarFile, dict[str, tarfile.TarInfo]]] = {}
+        self._files: list = []  # remote file objects under the open tars
         self._lock = threading.Lock()  # tarfile is not thread-safe; decoding (outside the lock) is
 
     def _tar(self, path: str):
         if path not in self._tars:
-            tf = tarfile.open(path)
+            if storage.remote(path):
+                fh = storage.location(path).open("rb")
+                self._files.append(fh)
+                tf = tarfile.open(fileobj=fh)
+            else:
+                tf = tarfile.open(path)
             members: dict[str, tarfile.TarInfo] = {}
             for m in tf.getmembers():
                 stem, dot, ext = m.name.rpartition(".")
@@ -102,7 +110,11 @@ class ImageReader:
 
     def open(self, ref: ImageRef) -> Image.Image:
         if ref.member is None:
-            img = Image.open(ref.path)
+            if storage.remote(ref.path):
+                data = storage.location(ref.path).read_bytes()
+                img = Image.open(io.BytesIO(data))
+            else:
+                img = Image.open(ref.path)
             img.load()
             return img
         with self._lock:
@@ -118,7 +130,10 @@ class ImageReader:
     def close(self) -> None:
         for tf, _ in self._tars.values():
             tf.close()
+        for fh in self._files:
+            fh.close()
         self._tars.clear()
+        self._files.clear()
 
     def __enter__(self):
         return self

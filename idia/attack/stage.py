@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Callable
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 import schemas
 from idia.attack.candidates import build_candidates, load_identities, read_candidates_file
@@ -23,7 +22,7 @@ from idia.attack.group import AttackContext, GroupTask, Identity, attack_group, 
 from idia.attack.images import list_images
 from idia.attack.models import ModelSpec
 from idia.attack.prompts import load_templates
-from idia.core import resume
+from idia.core import resume, storage
 from idia.core.atomic import write_json, write_parquet, write_text
 from idia.core.config import to_dict
 from idia.core.provenance import provenance
@@ -44,7 +43,8 @@ def run_attack(cfg: AttackConfig, executor: Callable[[], AbstractContextManager[
     """Run (or resume) the attack; `executor()` gives the engine. Returns the stats also in OUT/stats.json."""
     cfg.validate()
     t_start = time.perf_counter()
-    out = Path(cfg.out).resolve()
+    storage.configure(cfg.storage_options)
+    out = storage.location(storage.absolute(cfg.out))  # workers elsewhere write to the same place
     identities = load_identities(cfg.identities)
     templates = load_templates(cfg.templates)
     cands = (
@@ -58,11 +58,8 @@ def run_attack(cfg: AttackConfig, executor: Callable[[], AbstractContextManager[
     folder.check()
     if cfg.force:
         for old in (out / files.PARTS_DIR, out / files.PREDICTIONS_DIR):
-            if old.exists():
-                import shutil
-
-                shutil.rmtree(old)
-    out.mkdir(parents=True, exist_ok=True)
+            storage.rmtree(old)
+    storage.makedirs(out)
     write_parquet(cands, out / files.CANDIDATES_PARQUET)
     # The same list as text, one name a line: reusable as --candidates in another run.
     write_text("".join(f"{n}\n" for n in names), out / files.CANDIDATES_TXT)
@@ -107,6 +104,7 @@ def run_attack(cfg: AttackConfig, executor: Callable[[], AbstractContextManager[
         min_images=cfg.min_images,
         batch_size=cfg.batch_size,
         decode_threads=cfg.decode_threads,
+        storage_conf=storage.shipped_conf(),
     )
     text_info: dict = {"computed": 0, "cache_hit": None, "note": "no pending groups"}
     model_sha = (folder.done() or {}).get("model_sha256")
@@ -124,8 +122,8 @@ def run_attack(cfg: AttackConfig, executor: Callable[[], AbstractContextManager[
             group_stats += ex.map(attack_group, group_ctx, todo, "attack groups")
 
     # Merge the groups' parts into the run's tables.
-    attacks = [pq.read_table(parts / f"attacks-{g.unit}.parquet") for g in groups]
-    status = [pq.read_table(parts / f"status-{g.unit}.parquet") for g in groups]
+    attacks = [storage.read_parquet(parts / f"attacks-{g.unit}.parquet") for g in groups]
+    status = [storage.read_parquet(parts / f"status-{g.unit}.parquet") for g in groups]
     status.append(
         pa.Table.from_pylist(
             [

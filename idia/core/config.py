@@ -23,6 +23,7 @@ __all__ = [
     "ConfigError",
     "StageConfig",
     "option",
+    "storage_option",
     "from_dict",
     "load_file",
     "to_dict",
@@ -60,6 +61,16 @@ def option(
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def storage_option(what: str) -> Any:
+    """The `storage_options` field every stage has: fsspec options for its files on object storage."""
+    return option(
+        default_factory=dict,
+        execution=True,
+        help=f"fsspec options per protocol for {what} on object storage, as YAML/JSON: "
+        "{s3: {endpoint_url: ..., key: ..., secret: ...}} (also read from FSSPEC_S3_* environment variables)",
+    )
 
 
 @dataclasses.dataclass

@@ -130,6 +130,64 @@ def copytree(src: Path, dest: Path) -> list[str]:
     return done
 
 
+def read_parquet(path: str | os.PathLike, **kwargs: Any):
+    """pyarrow.parquet.read_table of a local path or a URL / UPath (read through its filesystem's file object)."""
+    import pyarrow.parquet as pq
+
+    p = location(path)
+    if not remote(p):
+        return pq.read_table(p, **kwargs)
+    with p.open("rb") as fh:
+        return pq.read_table(fh, **kwargs)
+
+
+def read_csv(path: str | os.PathLike, **kwargs: Any):
+    """pandas.read_csv of a local path or a URL / UPath."""
+    import pandas as pd
+
+    p = location(path)
+    if not remote(p):
+        return pd.read_csv(p, **kwargs)
+    with p.open("rb") as fh:
+        return pd.read_csv(fh, **kwargs)
+
+
+def read_schema(path: str | os.PathLike):
+    """The Arrow schema in a parquet file's footer (local path or URL)."""
+    import pyarrow.parquet as pq
+
+    p = location(path)
+    if not remote(p):
+        return pq.read_schema(p)
+    with p.open("rb") as fh:
+        return pq.read_schema(fh)
+
+
+def parquet_rows(path: str | os.PathLike) -> int:
+    """The row count in a parquet file's footer (local path or URL)."""
+    import pyarrow.parquet as pq
+
+    p = location(path)
+    if not remote(p):
+        return pq.read_metadata(p).num_rows
+    with p.open("rb") as fh:
+        return pq.ParquetFile(fh).metadata.num_rows
+
+
+def local_only(x: str | os.PathLike, what: str) -> Path:
+    """`x` as a local Path, or a ConfigError saying that `what` must be on a local or shared filesystem."""
+    if remote(x):
+        from idia.core.errors import ConfigError
+
+        raise ConfigError(f"{what}: {x} is a URL, but {what} must be a local (or shared, mounted) folder")
+    return location(x)
+
+
+def as_uri(p: Path) -> str:
+    """A link a person can open: file:// for a local file, the URL itself on an object store."""
+    return str(p) if remote(p) else p.resolve().as_uri()
+
+
 def put_file(local: str | os.PathLike, dest: Path) -> None:
     """Upload a finished local file to `dest` in one put (it appears whole or not at all)."""
     dest.fs.put_file(os.fspath(local), dest.path)

@@ -6,7 +6,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-from idia.core.config import ConfigError, StageConfig, option
+from idia.core.config import ConfigError, StageConfig, option, storage_option
 from idia.download.url_guard import UrlGuard, guard_from_option
 
 RESIZE_MODES = ("no", "keep_ratio", "center_crop", "border", "keep_ratio_largest")
@@ -110,6 +110,7 @@ class DownloadConfig(StageConfig):
         execution=True,
         help="check URLs before img2dataset (diagnostics: the connect-time check applies regardless)",
     )
+    storage_options: dict = storage_option("manifests and outputs (shipped to the download processes)")
 
     def check(self) -> None:
         if isinstance(self.queries, str):  # one source given where a list is expected (a config built in code)

@@ -184,11 +184,16 @@ def install(guard: UrlGuard, max_body_bytes: int | None = None) -> None:
 class GuardedDownloader:
     """Wraps img2dataset's Downloader (any callable taking a shard row): installs the guard in the worker first."""
 
-    def __init__(self, downloader: Any, guard: UrlGuard, max_body_bytes: int | None = None):
+    def __init__(self, downloader: Any, guard: UrlGuard, max_body_bytes: int | None = None, storage_conf: tuple = ()):
         self.downloader = downloader
         self.guard = guard
         self.max_body_bytes = max_body_bytes
+        self.storage_conf = storage_conf  # idia.core.storage.shipped_conf(): the driver's object-store settings
 
     def __call__(self, row):
         install(self.guard, self.max_body_bytes)
+        if self.storage_conf:
+            from idia.core import storage
+
+            storage.apply_shipped(self.storage_conf)
         return self.downloader(row)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from idia.core import storage
 from idia.core.errors import InputFileError
 from idia.core.stats import Stats, check_sum
 from schemas import MANIFEST, REQUESTS, files
@@ -21,7 +21,7 @@ from schemas.validate import SchemaError, check_schema
 
 def manifest_files(path: str | Path) -> list[Path]:
     """The manifest parquet files under a mine output folder (or its manifests/ folder), sorted."""
-    root = Path(path)
+    root = storage.location(path)
     if not root.exists():
         raise InputFileError(f"{root}: manifests folder not found")
     if (root / files.SETTINGS_JSON).exists() and not (root / files.DONE_DIR / "stage.json").exists():
@@ -43,11 +43,11 @@ def read_manifests(path: str | Path) -> pa.Table:
     parts = []
     for f in manifest_files(path):
         try:
-            schema = pq.read_schema(f)
+            schema = storage.read_schema(f)
         except Exception as exc:  # pyarrow raises several types for a corrupt file
             raise InputFileError(f"{f}: cannot read parquet: {exc}") from None
         check_schema(schema, MANIFEST, str(f), columns=cols)
-        t = pq.read_table(f, columns=cols)
+        t = storage.read_parquet(f, columns=cols)
         parts.append(pa.table({c: t.column(c).cast(MANIFEST.field(c).type) for c in cols}))
     table = pa.concat_tables(parts)
     if table.column("identity_id").null_count:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from idia.core import storage
 from idia.core.atomic import write_json, write_parquet, write_text
 from idia.core.config import to_dict
 from idia.core.errors import UserError
@@ -45,9 +44,9 @@ def _identity_table(cfg: DownloadConfig) -> pa.Table | None:
 
         return read_names(cfg.identities)
     if cfg.manifests:
-        p = Path(cfg.manifests) / files.IDENTITIES_PARQUET
+        p = storage.location(cfg.manifests) / files.IDENTITIES_PARQUET
         if p.is_file():
-            return pq.read_table(p)
+            return storage.read_parquet(p)
     return None
 
 
@@ -158,7 +157,7 @@ def round_outputs(out: Path, info: dict) -> pa.Table | None:
     parts = []
     for s in sorted(finished_shards(shards, info)):
         name = f"{s:0{OOM_SHARD_COUNT}d}"
-        t = pq.read_table(
+        t = storage.read_parquet(
             shards / f"{name}.parquet", columns=["identity_id", "source_id", "status", "error_message", "key", "sha256"]
         )
         stats = json.loads(shard_stats_path(shards, s).read_text())
@@ -174,7 +173,7 @@ def round_outputs(out: Path, info: dict) -> pa.Table | None:
 def _index(out: Path, requests: pa.Table, rounds: list[dict]):
     states = []
     for info in rounds:
-        rows = pq.read_table(round_dir(out, info["round"]) / "rows.parquet")
+        rows = storage.read_parquet(round_dir(out, info["round"]) / "rows.parquet")
         states.append(round_states(rows, round_outputs(out, info)))
     return build_index(requests, states)
 
@@ -182,20 +181,21 @@ def _index(out: Path, requests: pa.Table, rounds: list[dict]):
 def run_download(cfg: DownloadConfig, fetch: Fetcher) -> dict:
     """Run (or resume) the download stage with `fetch` as the engine; returns the report (also report.json)."""
     cfg.validate()
-    out = Path(cfg.out)
+    storage.configure(cfg.storage_options)
+    out = storage.location(cfg.out)
     folder = StageFolder(out, "download", cfg.settings(), cfg.force, type(cfg))
     folder.check()
     if cfg.force:
         for old in (files.SHARDS_DIR, files.ROUNDS_DIR, files.REQUESTS_PARQUET, files.REQUESTS_JSON):
             p = out / old
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+            storage.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    storage.makedirs(out)
     write_json({"config": to_dict(cfg), "provenance": provenance()}, out / files.CONFIG_JSON)
     t0 = time.time()
 
     req_path = out / files.REQUESTS_PARQUET
     if req_path.exists():  # resume: the requested rows are fixed once written
-        requests = pq.read_table(req_path)
+        requests = storage.read_parquet(req_path)
         inputs = json.loads((out / files.REQUESTS_JSON).read_text())
     else:
         requests, inputs = build_requests(cfg)

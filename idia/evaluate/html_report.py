@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
+from idia.core import storage
 from idia.core.atomic import write_text
 from idia.evaluate.metrics import METRIC_NAMES, headline
 from schemas import files
@@ -130,7 +130,7 @@ def comparison_section(folder: Path) -> list[str]:
     path = folder / files.COMPARISON_CSV
     if not path.is_file():
         return []
-    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    df = storage.read_csv(path, keep_default_na=False, na_values=[""])
     kinds = df["difference"].value_counts().to_dict()
     diff = df[df["difference"] != "same"].copy()
     diff["_abs"] = pd.to_numeric(diff["delta"], errors="coerce").abs().fillna(-1)
@@ -165,11 +165,11 @@ def write_html_report(
     models: list[tuple[str, str, str]] | None = None,
 ) -> Path:
     """Write the run folder's report.html (or `path`) from the stages' outputs; returns its path."""
-    out = Path(out)
+    out = storage.location(out)
     d = {name: out / sub for name, sub in files.RUN_STAGE_DIRS.items()}
     ev = d["evaluate"]
-    metrics = pq.read_table(ev / files.METRICS_PARQUET).to_pandas()
-    attacks = pq.read_table(d["attack"] / files.ATTACKS_PARQUET).to_pandas()
+    metrics = storage.read_parquet(ev / files.METRICS_PARQUET).to_pandas()
+    attacks = storage.read_parquet(d["attack"] / files.ATTACKS_PARQUET).to_pandas()
     head = headline(metrics, k, tau)
     parts = [f"<h1>IDIA run report</h1><p>Run folder: <code>{_e(out)}</code></p>"]
     parts.append(
@@ -189,7 +189,7 @@ def write_html_report(
 
     sweep = ev / files.SWEEP_CSV
     if sweep.is_file():
-        s = pd.read_csv(sweep)
+        s = storage.read_csv(sweep)
         parts.append(
             f"<h2>Injection sweep (k = {k})</h2><p>Members were injected into the training captions with "
             "different numbers of images each; non-members never appear.</p>"
@@ -206,7 +206,7 @@ def write_html_report(
             parts.append(_img(plot, "TPR against training images per member"))
     occ_path = d["mine"] / files.IDENTITY_LISTS_DIR / files.OCCURRENCES_PARQUET
     if occ_path.is_file():
-        occ = pq.read_table(occ_path).to_pandas()
+        occ = storage.read_parquet(occ_path).to_pandas()
         rows = rates_per_bin(attacks, occ, k)
         if rows:
             parts.append(
@@ -238,7 +238,7 @@ def write_html_report(
     if bin_k_path.is_file():
         from idia.evaluate.bins import pivot
 
-        cells = pq.read_table(bin_k_path).to_pandas()
+        cells = storage.read_parquet(bin_k_path).to_pandas()
         if len(cells):
             grid = pivot(cells)
             parts.append(
@@ -260,7 +260,7 @@ def write_html_report(
 
     per_path = ev / files.PER_IDENTITY_CSV
     if per_path.is_file():
-        m = pd.read_csv(per_path, keep_default_na=False, na_values=[""])
+        m = storage.read_csv(per_path, keep_default_na=False, na_values=[""])
         extra = [c for c in m.columns if c.startswith("captions_")]
         has_bin = "bin" in m.columns
         parts.append(
@@ -320,7 +320,7 @@ def write_html_report(
         f"<pre>{_e(json.dumps(versions, indent=2, sort_keys=True))}</pre>"
     )
     parts.append(_PRIVACY)
-    target = Path(path) if path else out / REPORT_HTML
+    target = storage.location(path) if path else out / REPORT_HTML
     write_text(_page("IDIA run report", parts), target)
     return target
 
@@ -390,6 +390,6 @@ def seeds_page(out: Path, table: pd.DataFrame, headlines: dict[int, dict], k: in
         )
     )
     parts.append(_PRIVACY)
-    target = Path(out) / REPORT_HTML
+    target = storage.location(out) / REPORT_HTML
     write_text(_page("IDIA over training seeds", parts), target)
     return target

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 import schemas
+from idia.core import storage
 from idia.core.errors import InputFileError
 from schemas import files
 from schemas.validate import conform
@@ -22,7 +22,7 @@ _FALSE = {"0", "false", "no", "non_member", "non-member", "f", "n"}
 def load_ground_truth(path: str | Path) -> pd.DataFrame:
     """identity_id, is_member (bool), caption_count (nullable) from a mine output folder, an occurrences
     parquet/CSV (IDENTITY_LIST), or a CSV with identity_id,is_member (the synthetic world's truth.csv)."""
-    path = Path(path)
+    path = storage.location(path)
     if path.is_dir():
         path = path / files.IDENTITY_LISTS_DIR / files.OCCURRENCES_PARQUET
     if not path.is_file():
@@ -30,10 +30,11 @@ def load_ground_truth(path: str | Path) -> pd.DataFrame:
             f"{path}: ground truth not found (give a mine output folder or a CSV identity_id,is_member)"
         )
     if path.suffix == ".parquet":
-        df = pq.read_table(path).to_pandas()
+        df = storage.read_parquet(path).to_pandas()
     else:
         try:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+            with path.open("rb") as fh:
+                df = pd.read_csv(fh, dtype=str, keep_default_na=False)
         except Exception as exc:
             raise InputFileError(f"{path}: cannot read CSV: {exc}") from None
     if "identity_id" not in df.columns:

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
+from idia.core import storage
 from idia.core.atomic import write_text
 from idia.evaluate.metrics import headline
 from idia.evaluate.plots import sweep_plot
@@ -53,7 +53,7 @@ def accounting_lines(out: Path) -> list[str]:
 
 def report_settings(run: str | Path) -> tuple[int, int]:
     """The report's k and tau for a finished run folder, as `idia run` chose them."""
-    run = Path(run)
+    run = storage.location(run)
     summary = run / files.SUMMARY_JSON
     if summary.is_file():
         s = json.loads(summary.read_text())
@@ -71,7 +71,7 @@ def model_rows(models: list[tuple[str, str, str]], k: int, tau: int) -> list[lis
     """One row per model (label, attack folder, evaluate folder): the model and its headline metrics at k, tau."""
     rows = []
     for label, _attack, evaluate in models:
-        m = pq.read_table(Path(evaluate) / files.METRICS_PARQUET).to_pandas()
+        m = storage.read_parquet(storage.location(evaluate) / files.METRICS_PARQUET).to_pandas()
         h = headline(m, k, tau)
         rows.append([label, *[_fmt(h.get(x)) for x in ("tpr", "fpr", "accuracy", "precision")]])
     return rows
@@ -88,10 +88,10 @@ def write_report(
 ) -> dict:
     """report.md and report.html in the run folder; returns the headline and the text the run prints. `models`:
     (label, attack folder, evaluate folder) of every model when the run attacked several; the first is the main one."""
-    out = Path(out)
+    out = storage.location(out)
     ev = out / files.RUN_STAGE_DIRS["evaluate"]
-    metrics = pq.read_table(ev / files.METRICS_PARQUET).to_pandas()
-    attacks = pq.read_table(out / files.RUN_STAGE_DIRS["attack"] / files.ATTACKS_PARQUET).to_pandas()
+    metrics = storage.read_parquet(ev / files.METRICS_PARQUET).to_pandas()
+    attacks = storage.read_parquet(out / files.RUN_STAGE_DIRS["attack"] / files.ATTACKS_PARQUET).to_pandas()
     acfg = json.loads((out / files.RUN_STAGE_DIRS["attack"] / files.CONFIG_JSON).read_text())
     tau = int(summaries.get("evaluate", {}).get("tau") or acfg.get("tau", 1))
     k = report_k(sorted(set(attacks["k"])), k)
@@ -134,7 +134,7 @@ def write_report(
 
         truth = read_truth_csv(Path(world_dir) / files.TRUTH_CSV)
         sweep = rates_by_group(attacks, truth, k)
-        sweep.to_csv(ev / files.SWEEP_CSV, index=False)
+        write_text(sweep.to_csv(index=False, lineterminator="\n"), ev / files.SWEEP_CSV)
         sweep_plot(sweep, k, ev / files.PLOTS_DIR / "sweep_tpr_vs_training_images.png")
         rows = ["| group | training images each | identities | rate | mean ± std |", "|---|---|---|---|---|"]
         for r in sweep.itertuples():
@@ -165,10 +165,10 @@ def write_report(
     table = metrics_md[metrics_md.index("Metrics at tau") :] if "Metrics at tau" in metrics_md else metrics_md
     lines += ["## Metrics per k", "", table.strip(), ""]
     bin_k_path = ev / files.BIN_K_PARQUET
-    if bin_k_path.is_file() and pq.read_metadata(bin_k_path).num_rows:
+    if bin_k_path.is_file() and storage.parquet_rows(bin_k_path):
         from idia.evaluate.bins import pivot
 
-        grid = pivot(pq.read_table(bin_k_path).to_pandas())
+        grid = pivot(storage.read_parquet(bin_k_path).to_pandas())
         lines += [
             f"## TPR per occurrence bin and k (tau = {tau}; members only, mean over draws)",
             "",
@@ -201,7 +201,5 @@ def write_report(
 
     page = write_html_report(out, k, tau, times, redact=redact, models=models)
     text.append(f"report: {out / files.REPORT_MD}")
-    text.append(
-        f"report.html (one self-contained page, plots inside; open it in any browser): {page.resolve().as_uri()}"
-    )
+    text.append(f"report.html (one self-contained page, plots inside; open it in any browser): {storage.as_uri(page)}")
     return {"k": k, "tau": tau, "headline": {m: v[0] for m, v in head.items()}, "text": "\n".join(text)}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from idia.core import storage
 from idia.core.atomic import write_text
 from schemas import files
 
@@ -23,7 +24,7 @@ def aggregate_seeds(runs: dict[int, Path]) -> pd.DataFrame:
     """One row per group: training images, identities, rate, mean and std over seeds, mean std over draws, seeds."""
     parts = []
     for seed, run in sorted(runs.items()):
-        s = pd.read_csv(Path(run) / files.RUN_STAGE_DIRS["evaluate"] / files.SWEEP_CSV)
+        s = storage.read_csv(storage.location(run) / files.RUN_STAGE_DIRS["evaluate"] / files.SWEEP_CSV)
         parts.append(s.assign(seed=seed))
     d = pd.concat(parts, ignore_index=True)
     rows = []
@@ -53,8 +54,8 @@ def write_seeds_report(out: Path, table: pd.DataFrame, headlines: dict[int, dict
     from idia.evaluate.html_report import seeds_page
     from idia.evaluate.plots import seeds_sweep_plot
 
-    out = Path(out)
-    table.to_csv(out / SEEDS_CSV, index=False)
+    out = storage.location(out)
+    write_text(table.to_csv(index=False, lineterminator="\n"), out / SEEDS_CSV)
     plot = seeds_sweep_plot(table, k, out / files.PLOTS_DIR / "sweep_over_seeds.png")
     seeds = sorted(headlines)
     lines = [
@@ -98,5 +99,5 @@ def write_seeds_report(out: Path, table: pd.DataFrame, headlines: dict[int, dict
     lines += ["", "Outputs hold personal data (names and faces): keep the run folder private."]
     write_text("\n".join(lines) + "\n", out / files.REPORT_MD)
     page = seeds_page(out, table, headlines, k, tau, plot)
-    text.append(f"report: {out / files.REPORT_MD}; {page.resolve().as_uri()}")
+    text.append(f"report: {out / files.REPORT_MD}; {storage.as_uri(page)}")
     return {"k": k, "tau": tau, "seeds": seeds, "groups": table.to_dict("records"), "text": "\n".join(text)}

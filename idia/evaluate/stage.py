@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
+from idia.core import storage
 from idia.core.atomic import write_json, write_parquet, write_text
-from idia.core.config import StageConfig, option, to_dict
+from idia.core.config import StageConfig, option, storage_option, to_dict
 from idia.core.errors import ConfigError, InputFileError
 from idia.core.provenance import provenance
 from idia.core.resume import StageFolder
@@ -36,6 +36,7 @@ class EvaluateConfig(StageConfig):
         False, help="only mine's evaluation subset (members with count < member_max) plus non-members"
     )
     plots: bool = option(True, help="draw the PNG plots")
+    storage_options: dict = storage_option("its inputs and outputs")
 
     def check(self) -> None:
         if self.tau is not None and self.tau < 1:
@@ -48,7 +49,7 @@ def _read(attack: Path, name: str) -> pd.DataFrame:
     p = attack / name
     if not p.is_file():
         raise InputFileError(f"{p}: not found; is {attack} an attack output folder?")
-    return pq.read_table(p).to_pandas()
+    return storage.read_parquet(p).to_pandas()
 
 
 def _names(attack: Path, attacks: pd.DataFrame) -> pd.DataFrame:
@@ -56,7 +57,7 @@ def _names(attack: Path, attacks: pd.DataFrame) -> pd.DataFrame:
     ids = pd.DataFrame({"identity_id": sorted(set(attacks["identity_id"]))})
     p = attack / files.CANDIDATES_PARQUET
     if p.is_file():
-        c = pq.read_table(p).to_pandas().dropna(subset=["identity_id"])[["identity_id", "name"]]
+        c = storage.read_parquet(p).to_pandas().dropna(subset=["identity_id"])[["identity_id", "name"]]
         ids = ids.merge(c, on="identity_id", how="left")
     else:
         ids["name"] = None
@@ -70,9 +71,9 @@ def per_identity_table(membership, truth: pd.DataFrame, ground_truth: str) -> pd
     df = membership.to_pandas()
     if "bin" in truth.columns:
         df = df.merge(truth[["identity_id", "bin"]], on="identity_id", how="left")
-    by_mode = Path(ground_truth) / files.COUNTS_BY_MODE_PARQUET
+    by_mode = storage.location(ground_truth) / files.COUNTS_BY_MODE_PARQUET
     if by_mode.is_file():
-        m = pq.read_table(by_mode).to_pandas()
+        m = storage.read_parquet(by_mode).to_pandas()
         m = m[~m["is_main"]]
         if len(m):
             wide = m.pivot(index="identity_id", columns="match_mode", values="n_captions").add_prefix("captions_")
@@ -82,8 +83,9 @@ def per_identity_table(membership, truth: pd.DataFrame, ground_truth: str) -> pd
 
 def run_evaluate(cfg: EvaluateConfig) -> dict:
     cfg.validate()
-    attack = Path(cfg.attack)
-    out = Path(cfg.out)
+    storage.configure(cfg.storage_options)
+    attack = storage.location(cfg.attack)
+    out = storage.location(cfg.out)
     folder = StageFolder(out, "evaluate", cfg.settings(), cfg.force, type(cfg))
     folder.check()
     attacks = _read(attack, files.ATTACKS_PARQUET)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
+from idia.core import storage
 from idia.core.atomic import write_text
 from idia.core.census import PUBLISHED_COUNTS_CSV
 from idia.core.config import ConfigError, option
@@ -40,13 +40,16 @@ class CompareConfig:
 
 def _load(path: str | Path, what: str) -> pd.DataFrame:
     """A table with name + count (+ membership): occurrences.parquet/.csv, counts.parquet, or the published CSV."""
-    path = Path(path)
+    path = storage.location(path)
     if path.is_dir():  # a mine output folder
         path = path / files.IDENTITY_LISTS_DIR / files.OCCURRENCES_PARQUET
     if not path.exists():
         raise InputFileError(f"{path}: {what} table not found")
     try:
-        df = pq.read_table(path).to_pandas() if path.suffix == ".parquet" else pd.read_csv(path, keep_default_na=False)
+        if path.suffix == ".parquet":
+            df = storage.read_parquet(path).to_pandas()
+        else:
+            df = storage.read_csv(path, keep_default_na=False)
     except Exception as exc:  # unreadable parquet/CSV: name the file
         raise InputFileError(f"{path}: cannot read {what} table: {exc}") from None
     if "count" not in df.columns and "n_captions" in df.columns:
@@ -139,7 +142,7 @@ def to_markdown(df: pd.DataFrame, regenerated: str, published: str) -> str:
 def compare_to_published(regenerated: str | Path, out: str | Path, published: str | Path = PUBLISHED) -> dict:
     """Write comparison.csv and comparison.md into `out`; returns the count of names per kind of difference."""
     df = compare(regenerated, published)
-    out = Path(out)
+    out = storage.location(out)
     write_text(df.to_csv(index=False, lineterminator="\n"), out / files.COMPARISON_CSV)
     write_text(to_markdown(df, str(regenerated), str(published)), out / files.COMPARISON_MD)
     counts = {str(k): int(v) for k, v in sorted(df["difference"].value_counts().to_dict().items())}

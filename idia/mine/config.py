@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from idia.core.config import ConfigError, StageConfig, option
+from idia.core.config import ConfigError, StageConfig, option, storage_option
 from idia.mine.match import MODES
 from schemas import COLUMN_MAPPINGS
 
@@ -79,13 +79,7 @@ class MineConfig(StageConfig):
         execution=True,
         help="rows per scan task, whole row groups of one file (0 = auto: 2 tasks per core, at most 1,000,000 rows)",
     )
-    storage_options: dict = option(
-        default_factory=dict,
-        execution=True,
-        help="fsspec options per protocol for shards and outputs on object storage, as YAML/JSON: "
-        "{s3: {endpoint_url: ..., key: ..., secret: ...}} (also read from FSSPEC_S3_* environment variables); "
-        "shipped to the executors",
-    )
+    storage_options: dict = storage_option("shards and outputs (shipped to the executors)")
     spark_conf: dict = option(
         default_factory=dict,
         execution=True,

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
+from idia.core import storage
 from idia.core.errors import InputFileError, UserError
 from idia.mine.lists import read_manifest
 from idia.mine.normalize import name_key
@@ -16,13 +15,13 @@ from schemas import files
 def _read(path: Path, what: str):
     if not path.is_file():
         raise InputFileError(f"{path}: not found; is {path.parent} a finished `idia mine` output folder? ({what})")
-    return pq.read_table(path)
+    return storage.read_parquet(path)
 
 
 def lookup(mine_dir: str | Path, query: str, rows: int = 5) -> list[dict]:
     """Every identity whose identity_id is `query`, or whose name or alias has the same normalised form; each with
     its counts, occurrence bin, membership and its first `rows` manifest rows (URL, caption)."""
-    mine_dir = Path(mine_dir)
+    mine_dir = storage.location(mine_dir)
     ids = _read(mine_dir / files.IDENTITIES_PARQUET, "identities").to_pylist()
     counts = {r["identity_id"]: r for r in _read(mine_dir / files.COUNTS_PARQUET, "counts").to_pylist()}
     occ_path = mine_dir / files.IDENTITY_LISTS_DIR / files.OCCURRENCES_PARQUET
