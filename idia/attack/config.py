@@ -77,7 +77,7 @@ class AttackConfig(StageConfig):
     )
     torch_threads: int | None = option(None, execution=True, help="torch threads per worker (default cores / workers)")
     decode_threads: int = option(2, execution=True, help="image decoding threads per worker")
-    storage_options: dict = storage_option("images and outputs (shipped to the workers)")
+    storage_options: dict = storage_option("images and outputs", "workers")
 
     def check(self) -> None:
         if not self.k or any(k < 1 for k in self.k):

@@ -63,13 +63,15 @@ def option(
     return dataclasses.field(default=default, metadata=meta)
 
 
-def storage_option(what: str) -> Any:
+def storage_option(what: str, shipped_to: str | None = None) -> Any:
     """The `storage_options` field every stage has: fsspec options for its files on object storage."""
+    shipped = f"; shipped to the {shipped_to}" if shipped_to else ""
     return option(
         default_factory=dict,
         execution=True,
-        help=f"fsspec options per protocol for {what} on object storage, as YAML/JSON: "
-        "{s3: {endpoint_url: ..., key: ..., secret: ...}} (also read from FSSPEC_S3_* environment variables)",
+        help=f"fsspec options per protocol, for {what} on object storage, as YAML/JSON: "
+        "{s3: {endpoint_url: ..., key: ..., secret: ...}} (also read from FSSPEC_S3_* environment variables)"
+        + shipped,
     )
 
 

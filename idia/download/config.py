@@ -110,7 +110,7 @@ class DownloadConfig(StageConfig):
         execution=True,
         help="check URLs before img2dataset (diagnostics: the connect-time check applies regardless)",
     )
-    storage_options: dict = storage_option("manifests and outputs (shipped to the download processes)")
+    storage_options: dict = storage_option("manifests and outputs", "download processes")
 
     def check(self) -> None:
         if isinstance(self.queries, str):  # one source given where a list is expected (a config built in code)

@@ -79,7 +79,7 @@ class MineConfig(StageConfig):
         execution=True,
         help="rows per scan task, whole row groups of one file (0 = auto: 2 tasks per core, at most 1,000,000 rows)",
     )
-    storage_options: dict = storage_option("shards and outputs (shipped to the executors)")
+    storage_options: dict = storage_option("shards and outputs", "executors")
     spark_conf: dict = option(
         default_factory=dict,
         execution=True,
