@@ -8,7 +8,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(VPY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(VPY))
 
-.PHONY: setup browser test demo demo-seeds executor-env bench clean help
+.PHONY: setup browser slurm test demo demo-seeds executor-env bench clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -26,7 +26,12 @@ browser:  ## headless Chromium for the report's browser test (Debian's package; 
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } || \
 		echo "make browser: no Chromium could be installed here; the browser test will skip"
 
-test: $(STAMP) browser  ## set up if needed, then lint, check formatting and run the whole test suite
+slurm:  ## a single-node Slurm for the attack's --cluster slurm test (Debian's slurm-wlm + munge; the test starts and stops the daemons, and skips where none installs)
+	@command -v slurmctld >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge) >/dev/null 2>&1; } || \
+		echo "make slurm: Slurm could not be installed here; the Slurm test will skip"
+
+test: $(STAMP) browser slurm  ## set up if needed, then lint, check formatting and run the whole test suite
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VPY) -m pytest -q -ra tests

@@ -48,10 +48,9 @@ def raw_forward(spec, paths: list[str], batch_size: int, repeats: int = 1) -> di
     from PIL import Image
 
     from idia.attack.embeddings import encode_image_tensor
-    from idia.attack.models import cached_model
-    from jobs.dask_cluster import worker_device
+    from idia.attack.models import cached_model, local_device
 
-    spec = dataclasses.replace(spec, device=worker_device(spec.device))
+    spec = dataclasses.replace(spec, device=local_device(spec.device))
     model, preprocess, _ = cached_model(spec)
     device, precision = spec.device, spec.precision
     tensors = [preprocess(Image.open(p).convert("RGB")) for p in paths]

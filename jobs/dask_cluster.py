@@ -19,22 +19,65 @@ def cuda_count() -> int:
         return 0
 
 
-def worker_device(requested: str = "auto") -> str:
-    """The device a task on this worker uses: with several GPUs and no dask-cuda, worker i takes GPU i mod n."""
-    if requested != "auto":
-        return requested
-    n = cuda_count()
-    if n == 0:
-        return "cpu"
-    if n == 1:  # one GPU, or dask-cuda gave this worker one via CUDA_VISIBLE_DEVICES
-        return "cuda:0"
-    try:
-        from distributed import get_worker
+def check_workers(client, timeout_s: float = 120.0, expect: int = 1) -> list:
+    """Ask every worker what it runs (jobs/probe.py, shipped by value so a worker without idia still answers) and stop
+    with a UserError naming each worker that lacks a module, runs other versions than the client (idia, torch,
+    open_clip, numpy, pyarrow) or other idia sources; else every worker's WorkerInfo for placement."""
+    import cloudpickle
 
-        name = get_worker().name
-        return f"cuda:{int(name) % n}" if str(name).isdigit() else "cuda:0"
-    except ValueError:  # not inside a worker (client-side call)
-        return "cuda:0"
+    import jobs.probe as probe
+    from idia.attack.placement import WorkerInfo
+    from idia.core.errors import UserError
+
+    try:
+        client.wait_for_workers(expect, timeout=timeout_s)
+    except TimeoutError:
+        joined = len(client.scheduler_info(n_workers=-1)["workers"])
+        if not joined:
+            raise UserError(
+                f"dask: no worker joined the scheduler {client.scheduler.address} within {timeout_s:.0f} s (start "
+                "workers with `dask worker ADDRESS`, or check the queue of the jobs that start them: squeue)"
+            ) from None
+        logging.warning("dask: %d of %d workers joined within %.0f s; starting with them", joined, expect, timeout_s)
+    cloudpickle.register_pickle_by_value(probe)
+    try:
+        answers = client.run(probe.probe_worker, probe.ATTACK_MODULES)
+    finally:
+        cloudpickle.unregister_pickle_by_value(probe)
+    mine = {m: probe.module_version(m) for m in probe.ATTACK_PINNED}
+    source = probe.source_digest()
+    nthreads = client.nthreads()
+    problems, infos = [], []
+    for address, r in sorted(answers.items()):
+        where = f"worker {address} on {r['host']} ({r['python']}, Python {r['version']})"
+        for m, v in r["modules"].items():
+            if v.startswith("ERROR"):
+                problems.append(f"{where}: cannot import {m}: {v[6:]}")
+            elif m in mine and v != mine[m]:
+                problems.append(f"{where}: {m} {v}, but the client has {mine[m]}")
+        if not r["modules"]["idia"].startswith("ERROR") and r["source"] != source:
+            problems.append(
+                f"{where}: runs other idia sources than the client (digest {r['source']}, the client's {source}): "
+                "the same version with other code"
+            )
+        infos.append(
+            WorkerInfo(
+                address,
+                r["host"],
+                tuple(r["cpus"]),
+                int(nthreads.get(address, 1)),
+                int(r["cuda_devices"]),
+                r["cuda_visible_devices"],
+            )
+        )
+    if problems:
+        raise UserError(
+            f"dask: {len(problems)} problem(s) with the workers of {client.scheduler.address}: "
+            + "; ".join(problems)
+            + ". Every worker needs idia and the client's versions of its dependencies (the same container image, "
+            "or `pip install idia-audit==<the client's version>` in the workers' environment)"
+        )
+    return infos
 
 
 def scheduler_address(scheduler: str | None = None) -> str | None:
@@ -52,6 +95,38 @@ def scheduler_address(scheduler: str | None = None) -> str | None:
     return dask.config.get("scheduler-address", None) or None
 
 
+def slurm_cluster(settings):
+    """dask-jobqueue's SLURMCluster from idia.attack.config.SlurmSettings, its jobs submitted (sbatch)."""
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError:
+        from idia.core.errors import UserError
+
+        raise UserError("--cluster slurm needs dask-jobqueue: pip install 'idia-audit[slurm]'") from None
+    import sys
+
+    extra = list(settings.job_extra) + ([f"--gres=gpu:{settings.gpus}"] if settings.gpus else [])
+    cluster = SLURMCluster(
+        queue=settings.queue,
+        account=settings.account,
+        walltime=settings.walltime,
+        cores=settings.cores,
+        processes=settings.processes,
+        memory=settings.memory,
+        python=settings.python or sys.executable,
+        job_script_prologue=list(settings.prologue),
+        job_extra_directives=extra,
+        log_directory=settings.log_directory,
+        local_directory=settings.local_directory,
+        scheduler_options={
+            "dashboard_address": None,
+            **({"host": settings.scheduler_host} if settings.scheduler_host else {}),
+        },
+    )
+    cluster.scale(jobs=settings.jobs)
+    return cluster
+
+
 @contextmanager
 def dask_client(
     scheduler: str | None = None,
@@ -59,11 +134,22 @@ def dask_client(
     threads_per_worker: int = 1,
     memory_limit: str = "auto",
     dashboard: bool = False,
+    cluster: str = "local",
+    slurm=None,
 ) -> Iterator[Client]:
-    """Yield a connected Client: to `scheduler` (tcp://host:port or a scheduler JSON file) if given, else a local
-    cluster: one worker process per GPU (dask-cuda's LocalCUDACluster where installed), or on CPU one process per
-    ~4 cores (torch parallelises inside a process; more processes only multiply the model in memory)."""
+    """Yield a connected Client: to `scheduler` (tcp://host:port or a scheduler JSON file) if given; else with
+    cluster="slurm" to worker jobs submitted through Slurm (`slurm`: SlurmSettings), cancelled at the end; else a
+    local cluster: one worker process per GPU (dask-cuda's LocalCUDACluster where installed), or on CPU one process
+    per ~4 cores (torch parallelises inside a process; more processes only multiply the model in memory)."""
     scheduler = scheduler_address(scheduler)
+    if not scheduler and cluster == "slurm":
+        jobs = slurm_cluster(slurm)
+        try:
+            with Client(jobs) as client:
+                yield client
+        finally:
+            jobs.close()  # scancel of every worker job
+        return
     if scheduler:
         kw = {"scheduler_file": scheduler} if scheduler.endswith(".json") else {"address": scheduler}
         client = Client(**kw, timeout="60s")

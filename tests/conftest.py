@@ -12,4 +12,4 @@ os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 # Fixtures that start services (a Spark standalone cluster, a local Spark session), available to every test.
-pytest_plugins = ["tests.support.spark_cluster", "tests.support.s3_server"]
+pytest_plugins = ["tests.support.spark_cluster", "tests.support.s3_server", "tests.support.slurm"]

@@ -70,8 +70,7 @@ def storage_option(what: str, shipped_to: str | None = None) -> Any:
         default_factory=dict,
         execution=True,
         help=f"fsspec options per protocol, for {what} on object storage, as YAML/JSON: "
-        "{s3: {endpoint_url: ..., key: ..., secret: ...}} (also read from FSSPEC_S3_* environment variables)"
-        + shipped,
+        "{s3: {endpoint_url: ..., key: ..., secret: ...}} (also read from FSSPEC_S3_* environment variables)" + shipped,
     )
 
 

@@ -32,8 +32,8 @@ def world(tmp_path_factory):
     cluster = DaskTestCluster(d / "dask")
     cluster.start_scheduler()
     env = {"PYTHONPATH": str(ROOT)}  # the workers import the test plugin below from tests.support
-    cluster.add_worker("a", env)
-    cluster.add_worker("b", env)
+    cluster.add_worker("a", env, cwd=d / "worker-a")  # each worker in a working directory of its own
+    cluster.add_worker("b", env, cwd=d / "worker-b")
     cluster.wait_workers(2)
     register_slow_tasks(cluster.address, 0.3)  # widens the window in which the kill test strikes
     yield d, spec, cluster
@@ -101,6 +101,54 @@ def test_attack_on_dask_accounts_for_everything_and_resumes(world):
     # another output-changing setting on the same folder: an error naming it, before any task runs
     with pytest.raises(ConfigError, match=r"holds attack results made with other settings \(draws: 4 -> 5\)"):
         run_attack(_cfg(d, spec, cluster, d / "out1", draws=5), progress=False)
+
+
+def test_relative_paths_on_workers_elsewhere_equal_a_local_cluster(world, monkeypatch):
+    """The client's relative --images / --out / --cache-dir reach workers running in other folders as the same
+    files, and the tables equal a LocalCluster's on this machine."""
+    d, spec, cluster = world
+    monkeypatch.chdir(d)
+    relative = _cfg(d, spec, cluster, "relative", images="images", identities="ids.parquet", cache_dir="cache")
+    stats = run_attack(relative, progress=False)
+    assert stats["identities_attacked"] == 10 and (d / "relative" / "attacks.parquet").is_file()
+    assert not (d / "worker-a" / "relative").exists() and not (d / "worker-b" / "relative").exists()
+    run_attack(_cfg(d, spec, cluster, d / "local", scheduler=None, n_workers=1), progress=False)
+    _same_tables(d / "relative", d / "local")
+
+
+def test_workers_without_idia_or_with_other_sources_are_refused_by_name(world, tmp_path):
+    """Before any task: a worker whose Python lacks idia, and one importing another copy of it (another version),
+    are each named with what is wrong; nothing is written."""
+    import shutil
+
+    from distributed import Client
+
+    from idia.core.errors import UserError
+    from jobs.dask_cluster import check_workers
+
+    d, spec, _ = world
+    other = tmp_path / "other-idia"
+    shutil.copytree(ROOT / "idia", other / "idia", ignore=shutil.ignore_patterns("__pycache__"))
+    init = other / "idia" / "__init__.py"
+    init.write_text(init.read_text().replace('__version__ = "', '__version__ = "9.9.9+other-'))
+    bad = DaskTestCluster(tmp_path / "dask")
+    try:
+        bad.start_scheduler()
+        bad.add_worker("bare", cwd=tmp_path / "bare", without_idia=True)
+        bad.add_worker("other", {"PYTHONPATH": str(other)}, cwd=tmp_path / "w-other")
+        bad.wait_workers(2)
+        with Client(bad.address, timeout="30s") as client:
+            names = {w["name"]: a for a, w in client.scheduler_info(n_workers=-1)["workers"].items()}
+            with pytest.raises(UserError) as err:
+                check_workers(client)
+        msg = str(err.value)
+        assert f"worker {names['bare']}" in msg and "cannot import idia: ModuleNotFoundError" in msg
+        assert f"worker {names['other']}" in msg and "idia 9.9.9+other-" in msg and "but the client has" in msg
+        with pytest.raises(UserError, match="cannot import idia"):
+            run_attack(_cfg(d, spec, bad, tmp_path / "out"), progress=False)
+        assert not (tmp_path / "out" / "attacks.parquet").exists()
+    finally:
+        bad.stop()
 
 
 def test_a_worker_killed_midway_gives_the_same_tables(world):

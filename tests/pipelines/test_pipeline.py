@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
+import time
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -334,3 +335,35 @@ def test_a_run_folder_on_object_storage_needs_a_local_world_dir(tmp_path):
         plan_pipeline(cfg)
     with pytest.raises(ConfigError, match=r"pipeline.world_dir: s3://bucket/w is a URL"):
         plan_pipeline(dataclasses.replace(cfg, world_dir="s3://bucket/w"))
+
+
+def test_the_demo_attack_on_slurm_worker_jobs_gives_the_same_tables(run, slurm, tmp_path):
+    """`--cluster slurm`: the demo's attack on Dask workers that Slurm started (dask-jobqueue submits them with
+    sbatch to the single-node Slurm the test started), the same tables as the local run; no job left behind."""
+    from jobs.attack import run_attack
+    from pipelines.run import plan_pipeline
+
+    cfg, out, _ = run
+    settings = {
+        "jobs": 2,
+        "cores": 1,
+        "memory": "2GB",
+        "walltime": "00:30:00",
+        "scheduler_host": "127.0.0.1",
+        "log_directory": str(tmp_path / "jobs"),
+        "wait_s": 240,
+    }
+    attack = dataclasses.replace(
+        plan_pipeline(cfg).attack, out=str(tmp_path / "attack"), cluster="slurm", slurm=settings
+    )
+    stats = run_attack(attack, progress=False)
+    assert stats["groups_run"] == stats["groups"] > 0
+    for name in ("attacks.parquet", "attack_status.parquet"):
+        assert pq.read_table(tmp_path / "attack" / name).equals(pq.read_table(out / "attack" / name)), name
+    job_logs = sorted((tmp_path / "jobs").glob("*.err"))  # one per sbatch job: the workers' own logs
+    assert len(job_logs) == 2, job_logs
+    assert all("Starting Worker" in p.read_text() for p in job_logs)
+    deadline = time.time() + 60
+    while slurm.jobs() and time.time() < deadline:  # the jobs are cancelled when the attack ends
+        time.sleep(1)
+    assert slurm.jobs() == []

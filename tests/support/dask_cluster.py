@@ -14,6 +14,16 @@ DASK = str(Path(sys.executable).with_name("dask"))
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: `python -c` program: a Dask worker whose Python lacks the project (test-only: the editable install's finder is
+#: dropped from sys.meta_path before `dask worker` runs, as on a node where idia was never installed).
+HIDE_PROJECT = (
+    "import runpy, sys; "
+    "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in str(getattr(f, '__module__', ''))]; "
+    "sys.argv[0] = 'dask-worker'; "
+    "runpy.run_module('distributed.cli.dask_worker', run_name='__main__')"
+)
+
+
 class DaskTestCluster:
     """Scheduler + workers as subprocesses (workers without nanny, so a worker's PID is the worker itself)."""
 
@@ -25,11 +35,13 @@ class DaskTestCluster:
         self.workers: list[subprocess.Popen] = []
         self._logs: list = []
 
-    def _spawn(self, args: list[str], name: str, env: dict | None = None) -> subprocess.Popen:
+    def _spawn(self, args: list[str], name: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
         log = open(self.folder / f"{name}.log", "wb")
         self._logs.append(log)
         e = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=e, cwd=str(Path(__file__).parents[2]))
+        if cwd is not None:
+            Path(cwd).mkdir(parents=True, exist_ok=True)
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=e, cwd=str(cwd or ROOT))
 
     def start_scheduler(self) -> str:
         self.scheduler = self._spawn(
@@ -58,11 +70,15 @@ class DaskTestCluster:
             time.sleep(0.2)
         raise TimeoutError("dask scheduler did not start in 60 s")
 
-    def add_worker(self, name: str, env: dict | None = None) -> subprocess.Popen:
+    def add_worker(
+        self, name: str, env: dict | None = None, cwd: Path | None = None, without_idia: bool = False
+    ) -> subprocess.Popen:
+        """A worker process, in `cwd` (default: the repository). `without_idia`: the worker's Python cannot import
+        the project (its editable-install finder removed before the worker starts; run it outside the repository)."""
+        launch = [sys.executable, "-c", HIDE_PROJECT] if without_idia else [DASK, "worker"]
         w = self._spawn(
             [
-                DASK,
-                "worker",
+                *launch,
                 "--scheduler-file",
                 str(self.scheduler_file),
                 "--host",
@@ -78,6 +94,7 @@ class DaskTestCluster:
             ],
             f"worker-{name}",
             env,
+            cwd,
         )
         self.workers.append(w)
         return w

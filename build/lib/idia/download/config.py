@@ -1,0 +1,136 @@
+"""The download stage's configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from idia.core.config import ConfigError, StageConfig, option, storage_option
+from idia.download.url_guard import UrlGuard, guard_from_option
+
+RESIZE_MODES = ("no", "keep_ratio", "center_crop", "border", "keep_ratio_largest")
+ENCODE_FORMATS = ("jpg", "png", "webp")
+DISTRIBUTORS = ("multiprocessing", "pyspark")
+
+
+@dataclass
+class DownloadConfig(StageConfig):
+    STAGE = "download"
+
+    out: str = option(
+        "", required=True, help="output folder: shards/, index.parquet, report.json, report.md, config.json"
+    )
+    manifests: str | None = option(
+        None, help="input (one of): mine output folder (holds manifests/bucket=NNN/*.parquet)"
+    )
+    queries: list[str] = option(
+        default_factory=list,
+        metavar="PATH",
+        help="input (one of): query-image sources, each a FaceScrub-layout file (tab-separated: name image_id "
+        "face_id url bbox sha256 [identity_id] [sex], as facescrub_actors.txt / facescrub_actresses.txt) or a folder "
+        "of <Name>.txt URL lists (the study's German personalities); a file or folder called actors / actresses "
+        "gives the sex",
+    )
+    query_aliases: str | None = option(
+        None,
+        help="CSV query_name,name: query names spelled otherwise than in the names list (the study's FaceScrub "
+        "fixes: idia/resources/study/facescrub_name_fixes.csv)",
+    )
+    identities: str | None = option(
+        None,
+        help="names file (CSV or one name a line): maps query names to identity_id; "
+        "also lists identities for the report",
+    )
+    max_per_identity: int | None = option(
+        None, help="download at most K images per identity (seeded sample); none: all"
+    )
+    seed: int = option(0, help="seed of the per-identity sample")
+    # The study queried with WHOLE photos (FaceScrub loaded with cropped=False). Cropping to the list's face box is
+    # there for users who want face-only queries.
+    crop_to_bbox: bool = option(
+        False, help="crop query photos to their face box when the list gives one (the study: whole photos)"
+    )
+    image_size: int = option(256, help="target size in pixels")
+    resize_mode: str = option(
+        "keep_ratio", choices=RESIZE_MODES, help="img2dataset resize mode (keep_ratio: shorter side = image size)"
+    )
+    encode_format: str = option("jpg", choices=ENCODE_FORMATS, help="stored image format")
+    encode_quality: int = option(95, help="jpg/webp quality, png compression")
+    min_image_size: int = option(0, help="refuse images whose shorter side is smaller")
+    max_body_bytes: int = option(
+        20_000_000,
+        help="refuse a response body larger than this many bytes, checked while it streams (a declared "
+        "Content-Length over it is refused unread); counted as body_too_large",
+    )
+    max_pixels: int = option(
+        89_478_485,
+        help="refuse images with more pixels, read from the header before decoding (Pillow's decompression-bomb limit)",
+    )
+    processes: int = option(0, execution=True, help="download processes (pyspark: local cores); 0 = one per CPU core")
+    threads: int = option(64, execution=True, help="download threads per process")
+    shard_size: int = option(10_000, help="images per webdataset shard")
+    timeout: float = option(10.0, execution=True, help="seconds per request")
+    retries: int = option(0, execution=True, help="retries per URL within a run")
+    max_shard_retry: int = option(1, execution=True, help="times img2dataset retries a failed shard")
+    distributor: str = option(
+        "multiprocessing",
+        choices=DISTRIBUTORS,
+        execution=True,
+        help="img2dataset distributor: multiprocessing, or pyspark for clusters",
+    )
+    master: str | None = option(
+        None, execution=True, help="Spark master for the pyspark distributor (default: $SPARK_MASTER or local)"
+    )
+    allow_private_network: bool = option(
+        False,
+        execution=True,
+        help="allow every loopback/private address (default: refuse them; link-local "
+        "stays refused); recorded in the report",
+    )
+    allowed_networks: list[str] = option(
+        default_factory=list,
+        execution=True,
+        metavar="CIDR",
+        help="allow only these non-public networks, e.g. 127.0.0.1/32 for a local image server",
+    )
+    ignore_opt_out: bool = option(
+        False,
+        execution=True,
+        help="do NOT honour X-Robots-Tag opt-out directives (noai, noimageai, ...); recorded in the report",
+    )
+    user_agent_token: str = option(
+        "img2dataset", execution=True, help="token in the User-Agent; X-Robots-Tag directives addressed to it apply too"
+    )
+    retry_failed: bool = option(
+        False, execution=True, help="after finishing, re-feed only the rows that failed so far (new shards)"
+    )
+    prefilter: bool = option(
+        True,
+        execution=True,
+        help="check URLs before img2dataset (diagnostics: the connect-time check applies regardless)",
+    )
+    storage_options: dict = storage_option("manifests and outputs", "download processes")
+
+    def check(self) -> None:
+        if isinstance(self.queries, str):  # one source given where a list is expected (a config built in code)
+            self.queries = [self.queries]
+        if bool(self.manifests) == bool(self.queries):
+            raise ConfigError("download: give exactly one of manifests (a mine output) or queries (a query list)")
+        if self.max_per_identity is not None and self.max_per_identity < 1:
+            raise ConfigError("download: max_per_identity must be at least 1")
+        for name in ("image_size", "shard_size", "threads", "max_pixels", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"download: {name} must be at least 1")
+        if self.timeout <= 0:
+            raise ConfigError("download: timeout must be positive")
+        self.guard()  # parses the networks
+
+    def guard(self) -> UrlGuard:
+        if self.allowed_networks:
+            g = guard_from_option(self.allowed_networks, True)
+            return dataclasses.replace(g, allow_private=self.allow_private_network) if self.allow_private_network else g
+        return guard_from_option(None, self.allow_private_network)
+
+    def n_processes(self) -> int:
+        return self.processes or os.cpu_count() or 1

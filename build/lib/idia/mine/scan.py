@@ -1,0 +1,277 @@
+"""The scan task: match one work unit's captions and stage its match rows beside the output.
+
+Record batches stream through one Aho-Corasick matcher built once per Python worker process; the task writes its
+match rows to an Arrow IPC file (one record batch per manifest bucket per flush) and a done-marker with its counts.
+Memory is bounded by a record batch and a flush of staged rows, never by a shard. Staging is IPC, not parquet: it is
+read once, by the merge, and parquet's encoding and statistics cost ~8% of a scan task here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from idia.core import resume, storage
+from idia.core.stats import Stats
+from idia.mine.lists import bucket_array
+from idia.mine.match import Matcher, empty_mask
+from idia.mine.plan import ScanUnit, open_input
+from schemas import COLUMN_MAPPINGS, LAION_400M, MANIFEST
+from schemas.validate import map_columns
+
+#: Match rows staged by a scan task (the manifest's columns, minus those the merge adds, plus the sort keys).
+STAGED = pa.schema(
+    [
+        pa.field("file_index", pa.int32()),  # index into the run's input file list
+        pa.field("row_number", pa.int64()),  # row position in its file: the deterministic sort key
+        pa.field("identity_index", pa.int32()),
+        pa.field("bucket", pa.int32()),
+        *[f for f in MANIFEST if f.name not in ("identity_id", "source_file")],
+    ]
+)
+MATCH_COLUMNS = ["SAMPLE_ID", "URL", "TEXT", "WIDTH", "HEIGHT", "NSFW", "similarity"]
+COUNTERS = (
+    "rows_read",
+    "null_or_empty",
+    "matched",
+    "unmatched",
+    "match_pairs",
+    "matcher_builds",
+    "units_resumed",
+    "task_ms",
+)
+
+#: What a scan task returns to the driver: one row per work unit.
+UNIT_STATS = pa.schema(
+    [
+        pa.field("unit", pa.string()),
+        pa.field("file_index", pa.int32()),
+        *[pa.field(k, pa.int64()) for k in COUNTERS],
+        pa.field("path", pa.string()),  # the staged match rows (null when the unit matched nothing)
+        pa.field("bucket_batches", pa.string()),  # JSON {bucket: [record batch, ...]} in the staged file
+        pa.field("also_counts", pa.string()),  # JSON {mode: {identity index: captions}} for the --also-count modes
+        pa.field("error", pa.string()),
+    ]
+)
+#: Staged match rows held in memory before a scan task writes them out (bounds a task's memory with the batch).
+FLUSH_ROWS = 65536
+
+
+@dataclass(frozen=True)
+class ScanContext:
+    """What every scan task shares (sent once per executor)."""
+
+    identities: bytes  # schemas.IDENTITIES as an Arrow IPC stream
+    matcher_key: str  # identifies (identities, mode, threshold, buckets): the per-process matcher cache key
+    mode: str
+    threshold: float
+    buckets: int
+    columns: str
+    batch_size: int
+    files: tuple[str, ...]
+    staging: str  # absolute path of the staging folder
+    fingerprint: str  # the run's settings fingerprint: a unit's marker counts only under the same one
+    also_modes: tuple[str, ...] = ()  # modes counted beside the main one (counts only, no manifest rows)
+    fsspec_conf: tuple = ()  # the driver's fsspec configuration, as ((protocol, ((option, value), ...)), ...)
+
+    @property
+    def units_dir(self) -> Path:
+        return storage.location(self.staging) / "units"
+
+
+_MATCHERS: dict[str, tuple] = {}
+
+
+def matcher_for(ctx: ScanContext, st: Stats) -> tuple:
+    """The matcher and identity->bucket array, built once per Python worker process (workers are reused)."""
+    hit = _MATCHERS.get(ctx.matcher_key)
+    if hit is None:
+        st["matcher_builds"] += 1
+        ids = pa.ipc.open_stream(ctx.identities).read_all()
+        hit = (
+            Matcher(ids, ctx.mode, ctx.threshold),
+            bucket_array(ids.column("identity_id").to_pylist(), ctx.buckets),
+            {m: Matcher(ids, m, ctx.threshold) for m in ctx.also_modes},
+        )
+        _MATCHERS.clear()
+        _MATCHERS[ctx.matcher_key] = hit
+    return hit
+
+
+class StagedWriter:
+    """Staged match rows of one unit (Arrow IPC file): held per bucket, flushed every FLUSH_ROWS rows as one record
+    batch per bucket. Written under a temporary name and renamed into place; on an object store written locally and
+    uploaded whole on close."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        if storage.remote(path):
+            import tempfile
+
+            self.tmp = Path(tempfile.gettempdir()) / f".idia-unit-{uuid.uuid4().hex}.arrow.tmp"
+        else:
+            self.tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        self.writer: pa.ipc.RecordBatchFileWriter | None = None
+        self.pending: dict[int, list[pa.RecordBatch]] = {}
+        self.n_pending = 0
+        self.batches: dict[int, list[int]] = {}
+        self.n_batches = 0
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        """Add match rows already ordered by bucket (rows of one bucket contiguous)."""
+        b = batch.column(STAGED.get_field_index("bucket")).to_numpy()
+        starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+        for s, e in zip(starts, [*starts[1:], len(b)]):
+            self.pending.setdefault(int(b[s]), []).append(batch.slice(s, e - s))
+        self.n_pending += batch.num_rows
+        if self.n_pending >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.n_pending:
+            return
+        if self.writer is None:
+            self.writer = pa.ipc.new_file(self.tmp, STAGED)
+        for bucket in sorted(self.pending):
+            self.writer.write_batch(pa.concat_batches(self.pending[bucket]))
+            self.batches.setdefault(bucket, []).append(self.n_batches)
+            self.n_batches += 1
+        self.pending, self.n_pending = {}, 0
+
+    def close(self) -> str | None:
+        self.flush()
+        if self.writer is None:
+            return None
+        self.writer.close()
+        if storage.remote(self.path):
+            try:
+                storage.put_file(self.tmp, self.path)
+            finally:
+                self.tmp.unlink(missing_ok=True)
+        else:
+            os.replace(self.tmp, self.path)
+        return str(self.path)
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _resumed(ctx: ScanContext, unit: ScanUnit, row: dict) -> dict | None:
+    """The stats row of a unit a killed run finished (its marker and staged file are there), else None."""
+    done = resume.read_marker(ctx.units_dir, unit.name, ctx.fingerprint)
+    try:
+        if (
+            done
+            and done["rows_read"] == unit.n_rows
+            and (done["path"] is None or storage.location(done["path"]).exists())
+        ):
+            return (
+                row
+                | {k: 0 for k in COUNTERS}
+                | {k: done[k] for k in COUNTERS if k in done}
+                | {
+                    "path": done["path"],
+                    "bucket_batches": done["bucket_batches"],
+                    "also_counts": done.get("also_counts", "{}"),
+                    "matcher_builds": 0,
+                    "task_ms": 0,
+                    "units_resumed": 1,
+                }
+            )
+    except KeyError:
+        pass  # a marker of another shape: redo the unit
+    return None
+
+
+def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
+    """Match one work unit and stage its match rows; returns its UNIT_STATS row (with the error, if any)."""
+    storage.apply_shipped(ctx.fsspec_conf)
+    url = ctx.files[unit.file_index]
+    row = {
+        "unit": unit.name,
+        "file_index": unit.file_index,
+        "path": None,
+        "bucket_batches": "{}",
+        "also_counts": "{}",
+        "error": None,
+    }
+    again = _resumed(ctx, unit, row)
+    if again is not None:
+        return again
+    # Only the columns the manifest keeps are read (LICENSE and unmapped extras are not).
+    mapping = {k: v for k, v in COLUMN_MAPPINGS[ctx.columns].items() if k in MATCH_COLUMNS}
+    src_cols = sorted({c for c in mapping.values() if c is not None})
+    schema = pa.schema([LAION_400M.field(c) for c in MATCH_COLUMNS])
+    st = Stats()
+    t_start = time.perf_counter()
+    matcher, buckets, also = matcher_for(ctx, st)
+    also_counts = {m: np.zeros(matcher.n_identities, np.int64) for m in also}
+    storage.makedirs(ctx.units_dir)
+    out = StagedWriter(ctx.units_dir / f"{unit.name}.arrow")
+    try:
+        with open_input(url) as f:
+            pf = pq.ParquetFile(f)
+            row0 = unit.first_row
+            for batch in pf.iter_batches(
+                batch_size=ctx.batch_size, row_groups=range(unit.rg0, unit.rg1 + 1), columns=src_cols, use_threads=False
+            ):
+                tbl = map_columns(pa.Table.from_batches([batch]), mapping, schema, url)
+                n = tbl.num_rows
+                texts = tbl.column("TEXT").combine_chunks()
+                blank = empty_mask(texts)
+                n_empty = int(blank.sum()) if n else 0
+                m = matcher.match(texts, blank)
+                for mode, other in also.items():  # one (row, identity) per match row: captions per identity
+                    ident = other.match(texts, blank).column("identity_index").to_numpy()
+                    also_counts[mode] += np.bincount(ident, minlength=matcher.n_identities)
+                rows = m.column("row").to_numpy()
+                n_matched = int(np.count_nonzero(np.diff(rows))) + 1 if len(rows) else 0  # rows come sorted
+                st.update(rows_read=n, null_or_empty=n_empty, matched=n_matched, match_pairs=len(rows))
+                st["unmatched"] += n - n_empty - n_matched
+                if len(rows):
+                    per_row = np.bincount(rows, minlength=n)  # identities named in each caption
+                    # Bucket runs (row order kept inside each), so the staged writer can slice without sorting.
+                    m = m.take(np.argsort(buckets[m.column("identity_index").to_numpy()], kind="stable"))
+                    rows, ident = m.column("row").to_numpy(), m.column("identity_index").to_numpy()
+                    taken = tbl.take(pa.array(rows))
+                    cols = {
+                        "file_index": pa.array(np.full(len(rows), unit.file_index, np.int32)),
+                        "row_number": pa.array(rows + row0),
+                        "identity_index": pa.array(ident.astype(np.int32)),
+                        "bucket": pa.array(buckets[ident]),
+                        "matched_alias": m.column("matched_alias").combine_chunks(),
+                        "match_score": m.column("match_score").combine_chunks(),
+                        "n_identities_in_caption": pa.array(per_row[rows].astype(np.int32)),
+                    }
+                    cols.update({c: taken.column(c).combine_chunks() for c in MATCH_COLUMNS})
+                    out.add(pa.RecordBatch.from_arrays([cols[f.name] for f in STAGED], schema=STAGED))
+                row0 += n
+        path = out.close()
+    except Exception as exc:  # reported to the driver, which names the file (or skips it with --skip-bad-files)
+        out.abort()
+        st["task_ms"] = int((time.perf_counter() - t_start) * 1000)
+        span = f"{unit.rg0}{f'-{unit.rg1}' if unit.rg1 > unit.rg0 else ''}"
+        return row | {k: int(st[k]) for k in COUNTERS} | {"error": f"row group {span}: {type(exc).__name__}: {exc}"}
+    st["task_ms"] = int((time.perf_counter() - t_start) * 1000)
+    row |= {k: int(st[k]) for k in COUNTERS} | {
+        "path": path,
+        "bucket_batches": json.dumps(out.batches),
+        "also_counts": json.dumps({m: {str(i): int(a[i]) for i in np.flatnonzero(a)} for m, a in also_counts.items()}),
+    }
+    resume.write_marker(
+        ctx.units_dir,
+        unit.name,
+        ctx.fingerprint,
+        {k: row[k] for k in (*COUNTERS, "path", "bucket_batches", "also_counts")},
+    )
+    return row

@@ -1,0 +1,282 @@
+"""The one Spark session factory: master, app name, small-machine defaults, Arrow on, project code shipped to executors."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+import uuid
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: Packages executors import (the task functions live in jobs/, the logic in idia/ and schemas/).
+SHIPPED_PACKAGES = ("idia", "schemas", "jobs")
+
+_zip_path: str | None = None
+
+
+def project_zip() -> str:
+    """Zip the project's Python packages once per driver process (for addPyFile on remote executors)."""
+    global _zip_path
+    if _zip_path and os.path.exists(_zip_path):
+        return _zip_path
+    fd, path = tempfile.mkstemp(prefix="idia-pkgs-", suffix=".zip")
+    os.close(fd)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for pkg in SHIPPED_PACKAGES:
+            for f in sorted((PROJECT_ROOT / pkg).rglob("*")):
+                if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc":
+                    zf.write(f, f.relative_to(PROJECT_ROOT).as_posix())
+    _zip_path = path
+    return path
+
+
+def _defaults_file_master() -> tuple[str, str] | None:
+    """spark.master from spark-defaults.conf, where spark-submit reads it ($SPARK_CONF_DIR, else $SPARK_HOME/conf)."""
+    conf_dir = os.environ.get("SPARK_CONF_DIR") or (
+        os.path.join(os.environ["SPARK_HOME"], "conf") if os.environ.get("SPARK_HOME") else None
+    )
+    if not conf_dir:
+        return None
+    path = Path(conf_dir) / "spark-defaults.conf"
+    if not path.is_file():
+        return None
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.strip().split(None, 1)
+        if len(parts) == 2 and parts[0] == "spark.master" and not line.lstrip().startswith("#"):
+            return parts[1].strip(), str(path)
+    return None
+
+
+def configured_master(master: str | None = None) -> tuple[str, str]:
+    """(master, where it came from), as Spark itself would choose: an explicit --master; $SPARK_MASTER; spark-submit's
+    own --master (PYSPARK_SUBMIT_ARGS or a submitted job's conf); spark.master in spark-defaults.conf; else
+    local[*] (nothing configured)."""
+    if master:
+        return master, "--master"
+    if os.environ.get("SPARK_MASTER"):
+        return os.environ["SPARK_MASTER"], "$SPARK_MASTER"
+    if "PYSPARK_GATEWAY_PORT" in os.environ:  # under spark-submit: its master is in the JVM's system properties
+        from pyspark import SparkConf, SparkContext
+
+        SparkContext._ensure_initialized()  # connects to spark-submit's gateway, so SparkConf reads the JVM's conf
+        return SparkConf().get("spark.master", "local[*]"), "spark-submit"
+    args = os.environ.get("PYSPARK_SUBMIT_ARGS", "").split()
+    if "--master" in args[:-1]:
+        return args[args.index("--master") + 1], "$PYSPARK_SUBMIT_ARGS"
+    found = _defaults_file_master()
+    if found:
+        return found[0], found[1]
+    return "local[*]", "default (no master configured)"
+
+
+LOG_LEVELS = ("auto", "ERROR", "WARN", "INFO", "DEBUG")
+
+
+def get_spark(
+    master: str | None = None,
+    app_name: str = "idia",
+    conf: dict[str, str] | None = None,
+    log_level: str = "auto",
+    executor_env: str | None = None,
+    executor_python: str | None = None,
+):
+    """Create (or return the running) SparkSession.
+
+    master: None -> what Spark itself would use (`configured_master`); any Spark master URL otherwise.
+    conf: extra Spark settings, applied last (they win over the defaults here).
+    log_level: Spark's log level; auto = ERROR in local mode, WARN on a cluster (where "Initial job has not accepted
+    any resources" is what a job waiting for executors says).
+    executor_env: an archive from `idia pack-env` (jobs/executor_env.py), shipped with the job as
+    `spark.archives=ARCHIVE#environment`; executors run `./environment/bin/python`. executor_python: a Python every
+    node already has. Neither: executors run this driver's interpreter path (right for local mode and for nodes
+    that share this machine's environment). In local mode both are ignored: the executors are this machine.
+    """
+    from pyspark.sql import SparkSession
+
+    master, source = configured_master(master)
+    submitted = source == "spark-submit"
+    local = master.startswith("local")
+    print(f"spark: master {master} (from {source})", file=sys.stderr, flush=True)
+    archives = []
+    if (executor_env or executor_python) and local:
+        print("spark: local mode: --executor-env / --executor-python ignored", file=sys.stderr, flush=True)
+    elif executor_env:
+        if not Path(executor_env).is_file():
+            from idia.core.errors import UserError
+
+            raise UserError(f"{executor_env}: executor environment archive not found (make it with `idia pack-env`)")
+        archives.append(f"{Path(executor_env).resolve()}#environment")
+        executor_python = "./environment/bin/python"
+    # PySpark hands executors the interpreter named by PYSPARK_PYTHON when the context starts.
+    if executor_python and not local:
+        os.environ["PYSPARK_PYTHON"] = executor_python
+    else:
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    defaults = {
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # Arrow batches of DataFrame <-> Python exchanges (the mining job reads its own batches: --batch-size).
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "8192",
+        # A few hundred shuffle partitions is tuned for big clusters; small jobs pay for each one.
+        "spark.sql.shuffle.partitions": "8" if local else "64",
+        "spark.default.parallelism": str(os.cpu_count() or 2) if local else "64",
+        # Python workers are reused, so a per-process cache (the matching automaton) is built once.
+        "spark.python.worker.reuse": "true",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.adaptive.enabled": "true",
+    }
+    if local or os.environ.get("SPARK_LOCAL_IP") == "127.0.0.1":
+        defaults["spark.driver.host"] = "127.0.0.1"
+        defaults["spark.driver.bindAddress"] = "127.0.0.1"
+    if local:
+        defaults["spark.ui.enabled"] = "false"
+        # In local mode the JVM only schedules Python tasks (the stages read and write files themselves); its JIT's
+        # optimising compiler (C2) then burns 10-20% of a 2-core machine for nothing (BENCHMARKS.md). C1 only.
+        # Set spark.driver.extraJavaOptions yourself (--conf) to undo this, e.g. for JVM-heavy Spark SQL.
+        defaults["spark.driver.extraJavaOptions"] = "-XX:TieredStopAtLevel=1"
+        defaults["spark.driver.memory"] = "2g"  # --conf spark.driver.memory=... to change it
+    if archives:
+        defaults["spark.archives"] = ",".join(archives)
+    settings = {**defaults, **(conf or {})}
+    builder = SparkSession.builder.appName(app_name)
+    if not submitted:
+        builder = builder.master(master)
+    for k, v in settings.items():
+        builder = builder.config(k, v)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(("ERROR" if local else "WARN") if log_level == "auto" else log_level)
+    if not local:
+        # Executors elsewhere cannot see this checkout: ship the packages. Local executors import them directly.
+        zpath = project_zip()
+        if zpath not in getattr(spark.sparkContext, "_idia_shipped", set()):
+            spark.sparkContext.addPyFile(zpath)
+            spark.sparkContext._idia_shipped = {zpath}
+    return spark
+
+
+@contextmanager
+def spark_progress(spark, desc: str, total: int, every_s: float = 0.5):
+    """A progress bar (tasks done of `total`) for the Spark jobs run inside the block, polled from the status tracker.
+
+    A bar on a terminal, a periodic log line otherwise (idia.core.progress); the jobs get a job group so the Spark
+    UI names them.
+    """
+    from idia.core.progress import progress
+
+    sc = spark.sparkContext
+    group = f"idia-{uuid.uuid4().hex[:8]}"
+    sc.setJobGroup(group, desc)
+    bar = progress(total, desc, "task")
+    stop = threading.Event()
+
+    def done_tasks() -> int:
+        tracker = sc.statusTracker()
+        n = 0
+        for jid in tracker.getJobIdsForGroup(group):
+            info = tracker.getJobInfo(jid)
+            for sid in info.stageIds if info else ():
+                stage = tracker.getStageInfo(sid)
+                n += stage.numCompletedTasks if stage else 0
+        return min(n, total)
+
+    def poll() -> None:
+        while not stop.wait(every_s):
+            try:
+                bar.update(done_tasks() - bar.n)
+            except Exception:  # the context is stopping: the bar just stops moving
+                return
+
+    thread = threading.Thread(target=poll, name="spark-progress", daemon=True)
+    thread.start()
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        stop.set()
+        thread.join()
+        if ok:
+            bar.update(total - bar.n)
+        bar.close()
+        try:
+            sc._jsc.clearJobGroup()
+        except Exception:
+            pass
+
+
+def _java_error_line(exc: BaseException) -> str:
+    """The informative line of a Py4J/Spark error (the Python exception or the failed program), not its stack."""
+    import re
+
+    text = str(exc)
+    for pattern in (
+        r"(ModuleNotFoundError|ImportError): [^\n]+",
+        r"Cannot run program [^\n]+",
+        r"\[PYTHON_VERSION_MISMATCH\][^\n]+",
+        r"PythonException:[^\n]+",
+        r"\w+(Exception|Error): [^\n]+",
+    ):
+        m = re.search(pattern, text)
+        if m:
+            return m.group(0).strip()[:400]
+    return text.strip().splitlines()[0][:400] if text.strip() else type(exc).__name__
+
+
+def check_executors(spark, modules: tuple[str, ...] | None = None, timeout_s: float = 120.0) -> list[dict]:
+    """Run the import probe (jobs/probe.py) on the executors before any real task; stop with a UserError naming what
+    is missing where, what differs from the driver, or that no executor took the job within `timeout_s`."""
+    from idia.core.errors import UserError
+    from jobs.probe import PINNED, SCAN_MODULES, module_version, probe_modules
+
+    modules = tuple(modules or SCAN_MODULES)
+    sc = spark.sparkContext
+    n = max(1, sc.defaultParallelism)
+    group = f"idia-probe-{uuid.uuid4().hex[:8]}"
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            sc.setJobGroup(group, "idia: executor import check", interruptOnCancel=True)
+            result["rows"] = sc.parallelize(range(n), n).map(lambda _: probe_modules(modules)).collect()
+        except Exception as exc:  # Py4JJavaError and friends: reported below in one line
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, name="spark-probe", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    hint = (
+        "ship an environment with the job (`idia pack-env --out env.tar.gz`, then --executor-env env.tar.gz) or "
+        "name a Python every node has (--executor-python PATH)"
+    )
+    if thread.is_alive():
+        sc.cancelJobGroup(group)
+        thread.join(30)
+        raise UserError(
+            f"spark: no executor ran the import check within {timeout_s:.0f} s on {sc.master}: the cluster gave this "
+            "job no executors (no live workers, or the cores / memory asked for exceed what any worker offers: "
+            "spark.executor.memory, spark.executor.cores, spark.cores.max); see the master's web UI"
+        )
+    if "error" in result:
+        raise UserError(f"spark: executors cannot run this job's Python: {_java_error_line(result['error'])}; {hint}")
+    driver = {}
+    for m in PINNED:
+        try:
+            driver[m] = module_version(m)
+        except ImportError:
+            driver[m] = None
+    problems = []
+    for r in result["rows"]:
+        where = f"executor on {r['host']} ({r['python']}, Python {r['version']})"
+        for m, v in r["modules"].items():
+            if v.startswith("ERROR"):
+                problems.append(f"{where}: cannot import {m}: {v[6:]}")
+            elif m in driver and driver[m] and v != driver[m]:
+                problems.append(f"{where}: {m} {v}, but the driver has {driver[m]}")
+    if problems:
+        unique = list(dict.fromkeys(problems))
+        raise UserError("spark: executors lack what the job needs:\n  " + "\n  ".join(unique[:20]) + f"\n{hint}")
+    return result["rows"]
