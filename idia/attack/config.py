@@ -120,6 +120,13 @@ class AttackConfig(StageConfig):
     cache_dir: str | None = option(
         None, execution=True, help="text-embedding cache folder (default ~/.cache/idia/text_embeddings)"
     )
+    weights_dir: str | None = option(
+        None,
+        execution=True,
+        help="where a --pretrained tag's weights are fetched once, by this process, before any worker starts (a "
+        "folder every worker can read: a shared filesystem on a cluster; compute nodes then need no network); "
+        "default ~/.cache/idia/weights",
+    )
     torch_threads: int | None = option(
         None,
         execution=True,

@@ -58,13 +58,57 @@ def _check_spec(spec: str, pretrained: str | None) -> None:
                 )
 
 
+#: What an open_clip pretrained tag says beyond its weights, as create_model_and_transforms arguments: loading the
+#: tag's file instead of the tag must build the same model with the same preprocessing.
+_TAG_ARGS = {
+    "mean": "image_mean",
+    "std": "image_std",
+    "interpolation": "image_interpolation",
+    "resize_mode": "image_resize_mode",
+}
+
+
+def fetch_weights(spec: str, pretrained: str | None, weights_dir: str) -> tuple[str | None, tuple]:
+    """An open_clip pretrained tag fetched once, here (the client), into `weights_dir` (a folder the workers can
+    read): (the checkpoint file, the model arguments the tag implies: QuickGELU, image mean/std, interpolation and
+    resize mode). Workers then load the file and need no network. A file, no weights or a model open_clip gets
+    elsewhere (hf-hub:, local-dir:) come back unchanged."""
+    if not pretrained or os.path.isfile(pretrained) or ":" in spec:
+        return pretrained, ()
+    from open_clip.pretrained import download_pretrained, get_pretrained_cfg
+
+    _check_spec(spec, pretrained)  # an unknown tag: its own clear error
+    cfg = get_pretrained_cfg(spec.replace("/", "-"), pretrained)
+    if not cfg or any(k in cfg for k in ("size", "fill_color")):  # not expressible as arguments: workers fetch it
+        return pretrained, ()
+    os.makedirs(weights_dir, exist_ok=True)
+    try:
+        path = download_pretrained(cfg, cache_dir=weights_dir)
+    except Exception as exc:  # network, hub or disk: one message
+        raise UserError(
+            f"--pretrained {pretrained} for {spec}: cannot fetch the weights into {weights_dir} "
+            f"({type(exc).__name__}: {str(exc)[:300]}); run where the network reaches them once (compute nodes then "
+            "need none), or pass the checkpoint file: --pretrained /path/to/weights"
+        ) from None
+    args = [(arg, tuple(cfg[k]) if isinstance(cfg[k], list) else cfg[k]) for k, arg in _TAG_ARGS.items() if k in cfg]
+    if cfg.get("quick_gelu"):
+        args.append(("force_quick_gelu", True))
+    return os.path.abspath(path), tuple(sorted(args))
+
+
 def load_model(
-    spec: str, pretrained: str | None = None, device: str = "cpu", precision: str = "auto", init_seed: int = 0
+    spec: str,
+    pretrained: str | None = None,
+    device: str = "cpu",
+    precision: str = "auto",
+    init_seed: int = 0,
+    options: tuple = (),
 ):
     """Build a CLIP model in eval mode -> (model, preprocess, tokenizer).
 
     Weights load with weights_only=True. Without weights the random init is seeded (init_seed), so every worker
-    builds the same model. `precision` is applied at inference (autocast), not stored in the weights."""
+    builds the same model. `precision` is applied at inference (autocast), not stored in the weights. `options`:
+    more create_model_and_transforms arguments as (name, value) pairs (what fetch_weights says a tag implies)."""
     import open_clip
 
     _check_spec(spec, pretrained)
@@ -74,7 +118,7 @@ def load_model(
         torch.manual_seed(init_seed)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
-                spec, pretrained=pretrained, device="cpu", precision="fp32", weights_only=True
+                spec, pretrained=pretrained, device="cpu", precision="fp32", weights_only=True, **dict(options)
             )
         except RuntimeError as exc:
             msg = str(exc)
@@ -141,6 +185,7 @@ class ModelSpec:
     device: str = "cpu"  # a concrete device; the engine resolves "auto" on each worker
     precision: str = "auto"
     torch_threads: int | None = None
+    options: tuple = ()  # more model arguments, (name, value) pairs: see fetch_weights
 
 
 _CACHED: dict[ModelSpec, tuple] = {}
@@ -161,6 +206,11 @@ def cached_model(spec: ModelSpec) -> tuple:
             torch.set_num_threads(int(spec.torch_threads))
         _CACHED.clear()  # one model per worker process
         _CACHED[spec] = load_model(
-            spec.model, spec.pretrained, device=spec.device, precision=spec.precision, init_seed=spec.init_seed
+            spec.model,
+            spec.pretrained,
+            device=spec.device,
+            precision=spec.precision,
+            init_seed=spec.init_seed,
+            options=spec.options,
         )
     return _CACHED[spec]

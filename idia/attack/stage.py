@@ -6,6 +6,7 @@ Membership, metrics and plots are evaluate's (idia.evaluate): the attack writes 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -20,7 +21,7 @@ from idia.attack.candidates import build_candidates, load_identities, read_candi
 from idia.attack.config import AttackConfig
 from idia.attack.group import AttackContext, GroupTask, Identity, attack_group, text_task
 from idia.attack.images import list_images
-from idia.attack.models import ModelSpec
+from idia.attack.models import ModelSpec, fetch_weights
 from idia.attack.prompts import load_templates
 from idia.core import resume, storage
 from idia.core.atomic import write_json, write_parquet, write_text
@@ -33,6 +34,7 @@ from schemas import files
 from schemas.validate import conform
 
 DEFAULT_CACHE = Path.home() / ".cache" / "idia" / "text_embeddings"
+DEFAULT_WEIGHTS = Path.home() / ".cache" / "idia" / "weights"
 
 
 def _hash(obj) -> str:
@@ -111,13 +113,13 @@ def run_attack(cfg: AttackConfig, executor: Callable[[], AbstractContextManager[
     timings: dict = {}
     if todo:
         folder.pin()
+        weights, options = fetch_weights(cfg.model, cfg.pretrained, str(Path(cfg.weights_dir or DEFAULT_WEIGHTS)))
+        ctx = dataclasses.replace(ctx, model=dataclasses.replace(ctx.model, pretrained=weights, options=options))
         with executor() as ex:
             t_text = time.perf_counter()
             text = ex.map(text_task, ctx, [None], "attack: text embeddings")[0]
             text_info, model_sha = text["info"], text["model_sha256"]
             timings["text_s"] = time.perf_counter() - t_text
-            import dataclasses
-
             group_ctx = dataclasses.replace(ctx, text_emb=text["emb"])
             group_stats += ex.map(attack_group, group_ctx, todo, "attack groups")
 
@@ -185,6 +187,7 @@ def run_attack(cfg: AttackConfig, executor: Callable[[], AbstractContextManager[
         {
             **to_dict(cfg),
             "cache_dir": cache_dir,
+            "weights_loaded": ctx.model.pretrained,  # a --pretrained tag: the file fetched once for the workers
             "templates_used": templates,
             "model_sha256": model_sha,
             "provenance": provenance(),

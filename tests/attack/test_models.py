@@ -83,3 +83,62 @@ def test_precision_resolution():
     assert resolve_precision("cpu", "bf16") == "bf16"
     with pytest.raises(UserError, match="fp16 needs a CUDA device"):
         resolve_precision("cpu", "fp16")
+
+
+_FETCH = """
+import json, sys
+from idia.attack.models import fetch_weights
+from idia.core.errors import UserError
+try:
+    path, options = fetch_weights(sys.argv[1], sys.argv[2], sys.argv[3])
+    print(json.dumps({"path": path, "options": [list(o) for o in options]}))
+except UserError as exc:
+    print(json.dumps({"error": str(exc)}))
+"""
+
+
+def _fetch(tmp_path, *args: str) -> dict:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    # HF_HUB_OFFLINE: this machine has no network; the hub library then answers from its cache at once
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-c", _FETCH, *args], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_a_pretrained_tag_is_fetched_once_into_the_weights_dir_with_what_the_tag_implies(tmp_path):
+    """What the client ships to the workers for --pretrained laion400m_e32 (the study's weights): the checkpoint file
+    in the weights folder, QuickGELU and the tag's preprocessing, so a worker loads the file and needs no network."""
+    repo = tmp_path / "weights" / "models--timm--vit_base_patch32_clip_224.laion400m_e32"
+    rev = "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(rev)
+    snap = repo / "snapshots" / rev
+    snap.mkdir(parents=True)
+    (snap / "open_clip_pytorch_model.bin").write_bytes(b"weights fetched earlier")
+    got = _fetch(tmp_path, "ViT-B-32", "laion400m_e32", str(tmp_path / "weights"))
+    assert got["path"] == str(snap / "open_clip_pytorch_model.bin")
+    options = dict((k, v) for k, v in got["options"])
+    assert options["force_quick_gelu"] is True
+    assert options["image_interpolation"] == "bicubic" and len(options["image_mean"]) == 3
+
+
+def test_weights_that_cannot_be_fetched_stop_the_client_with_what_to_do(tmp_path):
+    got = _fetch(tmp_path, "ViT-B-32", "laion400m_e32", str(tmp_path / "empty"))
+    assert "cannot fetch the weights into" in got["error"] and "--pretrained /path/to/weights" in got["error"]
+    got = _fetch(tmp_path, "ViT-B-32", "no-such-tag", str(tmp_path / "empty"))
+    assert "neither a checkpoint file nor a known tag" in got["error"]
+
+
+def test_files_and_other_model_sources_pass_through(tmp_path):
+    from idia.attack.models import fetch_weights
+
+    f = tmp_path / "w.pt"
+    f.write_bytes(b"x")
+    assert fetch_weights("ViT-B-32", str(f), str(tmp_path)) == (str(f), ())
+    assert fetch_weights("ViT-B-32", None, str(tmp_path)) == (None, ())
+    assert fetch_weights("local-dir:/x", None, str(tmp_path)) == (None, ())
