@@ -165,18 +165,22 @@ def dask_client(
         "silence_logs": logging.WARNING,
         "dashboard_address": ":0" if dashboard else None,
     }
-    cluster = None
-    if n_gpu:
-        try:
-            from dask_cuda import LocalCUDACluster
+    import dask
 
-            cluster = LocalCUDACluster(**common)
-        except ImportError:
-            logging.info("dask-cuda not installed: LocalCluster with one worker per GPU")
-    if cluster is None:
-        # CPU: one process per ~4 cores (torch parallelises inside a process; more processes multiply the model).
-        default = n_gpu or max(1, (os.cpu_count() or 1) // 4)
-        cluster = LocalCluster(n_workers=n_workers or default, processes=True, memory_limit=memory_limit, **common)
+    # Worker processes that may start processes of their own (the attack's image-decoding DataLoader)
+    with dask.config.set({"distributed.worker.daemon": False}):
+        cluster = None
+        if n_gpu:
+            try:
+                from dask_cuda import LocalCUDACluster
+
+                cluster = LocalCUDACluster(**common)
+            except ImportError:
+                logging.info("dask-cuda not installed: LocalCluster with one worker per GPU")
+        if cluster is None:
+            # CPU: one process per ~4 cores (torch parallelises inside a process; more processes multiply the model).
+            default = n_gpu or max(1, (os.cpu_count() or 1) // 4)
+            cluster = LocalCluster(n_workers=n_workers or default, processes=True, memory_limit=memory_limit, **common)
     client = Client(cluster)
     try:
         yield client

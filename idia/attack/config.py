@@ -132,7 +132,13 @@ class AttackConfig(StageConfig):
         execution=True,
         help="torch threads per task (default: the worker's CPUs shared by the task slots on them)",
     )
-    decode_threads: int = option(2, execution=True, help="image decoding threads per worker")
+    decode_threads: int = option(2, execution=True, help="image decoding threads per worker (without processes)")
+    decode_processes: int | None = option(
+        None,
+        execution=True,
+        help="image decoding processes per worker (a torch DataLoader; 0 = threads); default 0 on the CPU, where the "
+        "encoder is the bottleneck, and min(8, CPUs - 1) on a GPU",
+    )
     storage_options: dict = storage_option("images and outputs", "workers")
 
     def slurm_settings(self) -> SlurmSettings:

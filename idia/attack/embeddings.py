@@ -109,23 +109,21 @@ def embed_images(
         except Exception:  # PIL raises many types for corrupt data; each is a skipped image
             return key, None, "corrupt"
 
-    def load_batch(chunk):
-        return [load(it) for it in chunk]
-
     chunks = [items[s : s + batch_size] for s in range(0, len(items), batch_size)]
     keys: list[str] = []
     embs: list[np.ndarray] = []
     failed: list[tuple[str, str]] = []
-    timings = {"decode_wait_s": 0.0, "forward_s": 0.0}
+    timings = {"decode_wait_s": 0.0, "forward_s": 0.0, "decode": f"threads:{max(1, decode_threads)}"}
     with ThreadPoolExecutor(max_workers=max(1, decode_threads)) as pool:
-        pending = [pool.submit(load_batch, c) for c in chunks[:2]]
+        # every image its own decode job, the next two batches in flight while one is encoded
+        pending = [[pool.submit(load, it) for it in c] for c in chunks[:2]]
         nxt = 2
         while pending:
             t0 = time.perf_counter()
-            loaded = pending.pop(0).result()
+            loaded = [f.result() for f in pending.pop(0)]
             timings["decode_wait_s"] += time.perf_counter() - t0
             if nxt < len(chunks):
-                pending.append(pool.submit(load_batch, chunks[nxt]))
+                pending.append([pool.submit(load, it) for it in chunks[nxt]])
                 nxt += 1
             ok = [(k, x) for k, x, err in loaded if err is None]
             failed.extend((k, err) for k, x, err in loaded if err is not None)
@@ -135,5 +133,121 @@ def embed_images(
             embs.append(encode_image_tensor(model, torch.stack([x for _, x in ok]), device, precision))
             timings["forward_s"] += time.perf_counter() - t0
             keys.extend(k for k, _ in ok)
+    dim = embs[0].shape[1] if embs else 0
+    return keys, (np.concatenate(embs) if embs else np.zeros((0, dim), np.float32)), failed, timings
+
+
+def decode_processes_for(requested: int | None, device: str, cpus: int) -> int:
+    """Decoding processes per worker: as configured; by default none on the CPU (decoding threads: the encoder is
+    the bottleneck there and processes would take its cores), on a GPU enough to keep it fed (CPUs - 1, at most 8)."""
+    if requested is not None:
+        return max(0, requested)
+    return 0 if str(device) == "cpu" else min(8, max(1, cpus - 1))
+
+
+def embed_image_refs(
+    model,
+    preprocess: Callable,
+    keyed_refs: list[tuple[object, object]],
+    batch_size: int = 64,
+    device: str = "cpu",
+    precision: str = "auto",
+    decode_threads: int = 2,
+    decode_processes: int = 0,
+) -> tuple[list, np.ndarray, list[tuple[object, str]], dict]:
+    """embed_images over (key, ImageRef) pairs: decoded in `decode_processes` processes (a torch DataLoader, each
+    process with its own tar readers, batches in order) or, with 0, in threads. The same batches either way, so the
+    same embeddings. A daemonic process (a Dask worker under a nanny with distributed.worker.daemon true) cannot
+    start processes: it decodes in threads and says so in the timings."""
+    import multiprocessing
+
+    from idia.attack.images import ImageReader
+
+    note = None
+    if decode_processes > 0 and multiprocessing.current_process().daemon:
+        decode_processes, note = (
+            0,
+            "daemonic worker process: decoding in threads (set distributed.worker.daemon: false)",
+        )
+    if decode_processes <= 0:
+        with ImageReader() as reader:
+            items = [(k, (lambda r=r: reader.open(r))) for k, r in keyed_refs]
+            out = embed_images(model, preprocess, items, batch_size, device, precision, decode_threads)
+        if note:
+            out[3]["decode_note"] = note
+        return out
+    return _embed_with_loader(model, preprocess, keyed_refs, batch_size, device, precision, decode_processes)
+
+
+_READER = None  # a decoding process's own tar readers
+
+
+def _reader():
+    global _READER
+    if _READER is None:
+        from idia.attack.images import ImageReader
+
+        _READER = ImageReader()
+    return _READER
+
+
+def _fresh_reader(_worker_id: int) -> None:
+    """DataLoader worker_init_fn: never use tar handles copied from the parent at fork."""
+    global _READER
+    _READER = None
+
+
+class _RefImages(torch.utils.data.Dataset):
+    def __init__(self, refs: list, preprocess: Callable):
+        self.refs = refs
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, i: int):
+        try:
+            return i, self.preprocess(_reader().open(self.refs[i]).convert("RGB"))
+        except Exception:  # PIL raises many types for corrupt data; each is a skipped image
+            return i, None
+
+
+def _collate(rows: list) -> tuple[list[int], torch.Tensor | None, list[int]]:
+    ok = [(i, x) for i, x in rows if x is not None]
+    return [i for i, _ in ok], (torch.stack([x for _, x in ok]) if ok else None), [i for i, x in rows if x is None]
+
+
+def _embed_with_loader(model, preprocess, keyed_refs, batch_size, device, precision, processes):
+    keys_in = [k for k, _ in keyed_refs]
+    loader = torch.utils.data.DataLoader(
+        _RefImages([r for _, r in keyed_refs], preprocess),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=processes,
+        collate_fn=_collate,
+        worker_init_fn=_fresh_reader,
+        prefetch_factor=2,
+        pin_memory=str(device).startswith("cuda"),
+        multiprocessing_context="fork",
+    )
+    keys: list = []
+    embs: list[np.ndarray] = []
+    failed: list[tuple[object, str]] = []
+    timings = {"decode_wait_s": 0.0, "forward_s": 0.0, "decode": f"processes:{processes}"}
+    it = iter(loader)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            idx, batch, bad = next(it)
+        except StopIteration:
+            break
+        timings["decode_wait_s"] += time.perf_counter() - t0
+        failed.extend((keys_in[i], "corrupt") for i in bad)
+        if batch is None:
+            continue
+        t0 = time.perf_counter()
+        embs.append(encode_image_tensor(model, batch, device, precision))
+        timings["forward_s"] += time.perf_counter() - t0
+        keys.extend(keys_in[i] for i in idx)
     dim = embs[0].shape[1] if embs else 0
     return keys, (np.concatenate(embs) if embs else np.zeros((0, dim), np.float32)), failed, timings

@@ -8,6 +8,7 @@ atomically, then its done-marker, so a rerun or a run that lost a worker skips f
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import pyarrow as pa
 
 import schemas
 from idia.attack import decision
-from idia.attack.images import ImageReader, ImageRef
+from idia.attack.images import ImageRef
 from idia.attack.models import ModelSpec, cached_model, local_device
 from idia.core import resume, storage
 from idia.core.atomic import write_parquet
@@ -64,6 +65,7 @@ class AttackContext:
     min_images: int
     batch_size: int
     decode_threads: int
+    decode_processes: int | None = None  # None: idia.attack.embeddings.decode_processes_for chooses
     storage_conf: tuple = ()  # idia.core.storage.shipped_conf(): the client's object-store settings
     text_emb: np.ndarray | None = None
 
@@ -103,7 +105,7 @@ def text_task(ctx: AttackContext, _task: None = None) -> dict:
 
 def attack_group(ctx: AttackContext, task: GroupTask) -> dict:
     """Encode one group's images once, predict per (image, template), decide every (k, draw); write atomically."""
-    from idia.attack.embeddings import embed_images
+    from idia.attack.embeddings import decode_processes_for, embed_image_refs
 
     t0 = time.perf_counter()
     ctx = _concrete(ctx)
@@ -113,15 +115,18 @@ def attack_group(ctx: AttackContext, task: GroupTask) -> dict:
     model, preprocess, _ = cached_model(ctx.model)
     stats = Stats()
     # Images are keyed by (identity position, image position) in the task: no string keys to split again.
-    with ImageReader() as reader:
-        items = [
-            ((i, j), (lambda r=ref: reader.open(r)))
-            for i, ident in enumerate(task.identities)
-            for j, ref in enumerate(ident.images)
-        ]
-        keys, emb, failed, timings = embed_images(
-            model, preprocess, items, ctx.batch_size, ctx.model.device, ctx.model.precision, ctx.decode_threads
-        )
+    keyed = [((i, j), ref) for i, ident in enumerate(task.identities) for j, ref in enumerate(ident.images)]
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    keys, emb, failed, timings = embed_image_refs(
+        model,
+        preprocess,
+        keyed,
+        ctx.batch_size,
+        ctx.model.device,
+        ctx.model.precision,
+        ctx.decode_threads,
+        decode_processes_for(ctx.decode_processes, ctx.model.device, cpus),
+    )
     text_emb = ctx.text_emb
     preds = decision.predict(emb, text_emb) if len(keys) else np.zeros((0, text_emb.shape[0]), np.int32)
     row_of = {k: r for r, k in enumerate(keys)}

@@ -106,6 +106,7 @@ def run_attack(cfg: AttackConfig, executor: Callable[[], AbstractContextManager[
         min_images=cfg.min_images,
         batch_size=cfg.batch_size,
         decode_threads=cfg.decode_threads,
+        decode_processes=cfg.decode_processes,
         storage_conf=storage.shipped_conf(),
     )
     text_info: dict = {"computed": 0, "cache_hit": None, "note": "no pending groups"}

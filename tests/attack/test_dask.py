@@ -112,8 +112,13 @@ def test_relative_paths_on_workers_elsewhere_equal_a_local_cluster(world, monkey
     stats = run_attack(relative, progress=False)
     assert stats["identities_attacked"] == 10 and (d / "relative" / "attacks.parquet").is_file()
     assert not (d / "worker-a" / "relative").exists() and not (d / "worker-b" / "relative").exists()
-    run_attack(_cfg(d, spec, cluster, d / "local", scheduler=None, n_workers=1), progress=False)
+    # the LocalCluster's worker decodes in 2 processes of its own (its workers are not daemonic), the same tables
+    run_attack(_cfg(d, spec, cluster, d / "local", scheduler=None, n_workers=1, decode_processes=2), progress=False)
     _same_tables(d / "relative", d / "local")
+    import json
+
+    decode = {json.loads(p.read_text())["timings"]["decode"] for p in (d / "local" / "parts" / "_done").glob("group-*")}
+    assert decode == {"processes:2"}
 
 
 def test_workers_without_idia_or_with_other_sources_are_refused_by_name(world, tmp_path):

@@ -47,3 +47,38 @@ def test_embed_images_batched_and_corrupt_skipped(tmp_path):
     # the batch size does not change an image's embedding
     _, emb1, _, _ = embed_images(model, pre, items, batch_size=1)
     assert np.allclose(emb, emb1, atol=1e-5)
+
+
+def test_decoding_in_processes_gives_the_thread_path_s_embeddings(tmp_path):
+    """The DataLoader path (each decoding process with its own readers) makes the same batches as the threads, so the
+    same keys, embeddings and skipped images, from webdataset-style tars and plain files alike."""
+    import io
+    import tarfile
+
+    from idia.attack.embeddings import decode_processes_for, embed_image_refs
+    from idia.attack.images import ImageRef
+
+    model, pre, _ = load_model(save_tiny_model(tmp_path / "m"))
+    rng = np.random.default_rng(1)
+    tar_path = tmp_path / "00000.tar"
+    refs = []
+    with tarfile.open(tar_path, "w") as tf:
+        for i in range(9):
+            buf = io.BytesIO()
+            Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(buf, format="JPEG")
+            data = buf.getvalue() if i != 4 else b"\xff\xd8 not a jpeg"  # one corrupt member
+            info = tarfile.TarInfo(f"{i:09d}.jpg")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+            refs.append((("p", i), ImageRef("p", str(i), str(tar_path), f"{i:09d}")))
+    loose = tmp_path / "loose.png"
+    Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(loose)
+    refs.append((("q", 0), ImageRef("q", "0", str(loose))))
+    threads = embed_image_refs(model, pre, refs, batch_size=4, decode_threads=3)
+    procs = embed_image_refs(model, pre, refs, batch_size=4, decode_processes=2)
+    assert procs[3]["decode"] == "processes:2" and threads[3]["decode"] == "threads:3"
+    assert procs[0] == threads[0] and len(procs[0]) == 9
+    assert np.array_equal(procs[1], threads[1])
+    assert procs[2] == threads[2] == [(("p", 4), "corrupt")]
+    assert decode_processes_for(None, "cpu", 16) == 0 and decode_processes_for(None, "cuda:0", 16) == 8
+    assert decode_processes_for(None, "cuda:0", 2) == 1 and decode_processes_for(3, "cpu", 2) == 3
