@@ -3,7 +3,7 @@
 Both rates are measured side by side on the same Dask worker, the same model and the same batches: the raw
 rate times only `model.encode_image` on preprocessed batches; the end-to-end rate is a whole `run_attack`
 (listing, decoding, preprocessing, forward, argmax, draws, writes, merge) with the model already built in the
-worker and the text embeddings in the cache. Usage: python bench/attack.py [--model SPEC] [--json OUT]
+worker and the text embeddings in the cache. Usage: python bench/attack.py [--model SPEC] [--decode-processes 0,1,2] [--json OUT]
 """
 
 from __future__ import annotations
@@ -83,6 +83,11 @@ def main() -> int:
     ap.add_argument("--draws", type=int, default=20, help="draws per k")
     ap.add_argument("--group-size", type=int, default=8, help="identities per unit of work")
     ap.add_argument("--decode-threads", type=int, default=2, help="decoding threads per worker")
+    ap.add_argument(
+        "--decode-processes",
+        default="0",
+        help="comma-separated decoding-process counts, each a warm end-to-end run side by side (0 = threads)",
+    )
     ap.add_argument("--torch-threads", type=int, default=None, help="torch threads in the worker (default all cores)")
     ap.add_argument("--precision", default="auto", help="auto / fp32 / fp16 / bf16")
     ap.add_argument("--workdir", help="folder for images, cache and outputs (default a temp folder)")
@@ -115,7 +120,12 @@ def main() -> int:
         cache_dir=str(work / "cache"),
     )
     paths = sorted(str(p) for p in (work / "images").glob("*/*.jpg"))
-    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None)
+    import dask
+
+    with dask.config.set({"distributed.worker.daemon": False}):  # as jobs.dask_cluster: workers may start processes
+        cluster = LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        )
     client = Client(cluster)
     try:
         t0 = time.perf_counter()
@@ -123,9 +133,13 @@ def main() -> int:
         cold_s = time.perf_counter() - t0
         params = ModelSpec(spec, None, 0, "auto", args.precision, threads)
         raw1 = client.submit(raw_forward, params, paths, args.batch_size, 2, pure=False).result()
-        t0 = time.perf_counter()
-        warm = run_attack(AttackConfig(out=str(work / "out_warm"), **cfg), client=client, progress=False)
-        warm_s = time.perf_counter() - t0
+        warm_runs = {}
+        for n in [int(x) for x in args.decode_processes.split(",")]:
+            t0 = time.perf_counter()
+            out = AttackConfig(out=str(work / f"out_warm_{n}"), decode_processes=n, **cfg)
+            w = run_attack(out, client=client, progress=False)
+            warm_runs[n] = (w, time.perf_counter() - t0)
+        warm, warm_s = warm_runs[min(warm_runs)]
         raw2 = client.submit(raw_forward, params, paths, args.batch_size, 2, pure=False).result()
     finally:
         client.close()
@@ -146,6 +160,13 @@ def main() -> int:
         "raw_forward_images_per_s": [round(raw1["images_per_s"], 2), round(raw2["images_per_s"], 2)],
         "end_to_end_images_per_s": round(e2e_rate, 2),
         "ratio_end_to_end_vs_raw": round(e2e_rate / raw_rate, 3),
+        "by_decode_processes": {
+            str(n): {
+                "end_to_end_images_per_s": round(w["images_encoded"] / t, 2),
+                "ratio_vs_raw": round(w["images_encoded"] / t / raw_rate, 3),
+            }
+            for n, (w, t) in sorted(warm_runs.items())
+        },
         "cold_run_s": round(cold_s, 2),
         "cold_text_prompts_computed": cold["text_prompts_computed"],
         "cold_text_s": cold.get("text_s"),

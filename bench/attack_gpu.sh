@@ -18,7 +18,7 @@ for BS in 256 1024; do
   echo "== ViT-B-32, batch $BS =="
   timeout 280 "$PY" bench/attack.py --model ViT-B-32 --identities 64 --images-per-identity 32 --image-size 256 \
     --num-candidates 1000 --batch-size "$BS" --group-size 16 --decode-threads $((CORES > 4 ? CORES - 2 : 2)) \
-    --torch-threads 4 --precision auto --workdir "$OUT/work-$BS" --json "$OUT/attack_gpu_bs$BS.json" \
+    --torch-threads 4 --precision auto --decode-processes "0,$((CORES > 9 ? 8 : CORES - 1))" --workdir "$OUT/work-$BS" --json "$OUT/attack_gpu_bs$BS.json" \
     2>"$OUT/attack_gpu_bs$BS.log" || echo "batch $BS failed or timed out: see $OUT/attack_gpu_bs$BS.log"
   cat "$OUT/attack_gpu_bs$BS.json" 2>/dev/null || tail -20 "$OUT/attack_gpu_bs$BS.log"
 done
