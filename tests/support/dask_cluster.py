@@ -39,6 +39,7 @@ class DaskTestCluster:
         log = open(self.folder / f"{name}.log", "wb")
         self._logs.append(log)
         e = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+        e = {k: v for k, v in e.items() if v is not None}  # env {"X": None}: X unset for this process
         if cwd is not None:
             Path(cwd).mkdir(parents=True, exist_ok=True)
         return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=e, cwd=str(cwd or ROOT))
@@ -76,6 +77,8 @@ class DaskTestCluster:
         """A worker process, in `cwd` (default: the repository). `without_idia`: the worker's Python cannot import
         the project (its editable-install finder removed before the worker starts; run it outside the repository)."""
         launch = [sys.executable, "-c", HIDE_PROJECT] if without_idia else [DASK, "worker"]
+        if without_idia:
+            env = {**(env or {}), "PYTHONPATH": None}  # nothing on the path may lead back to the project
         w = self._spawn(
             [
                 *launch,

@@ -1,1 +1,0 @@
-"""Thin engine adapters, one per stage: Spark mining, img2dataset download, Dask attack, evaluation."""
