@@ -50,7 +50,7 @@ def fetch_round(cfg: DownloadConfig, info: dict, out: Path, guard: UrlGuard) -> 
     from img2dataset.writer import WebDatasetSampleWriter
 
     from idia.download.image_checks import SafeResizer
-    from idia.download.opener import GuardedDownloader
+    from idia.download.opener import GuardedDownloader, RequestPolicy
 
     shards = out / files.SHARDS_DIR
     storage.makedirs(shards)
@@ -107,7 +107,13 @@ def fetch_round(cfg: DownloadConfig, info: dict, out: Path, guard: UrlGuard) -> 
         disallowed_header_directives=None if info["ignore_opt_out"] else OPT_OUT_DIRECTIVES,
         blurring_bbox_col="bbox" if info["crop_to_bbox"] else None,  # handed to SafeResizer, which crops
     )
-    guarded = GuardedDownloader(downloader, guard, cfg.max_body_bytes, storage.shipped_conf())
+    policy = RequestPolicy(
+        max_body_bytes=cfg.max_body_bytes,
+        user_agent=info.get("user_agent", cfg.user_agent()),
+        robots_agents=() if info.get("ignore_robots", cfg.ignore_robots) else cfg.robots_agents(),
+        timeout=cfg.timeout,
+    )
+    guarded = GuardedDownloader(downloader, guard, policy, storage.shipped_conf())
     if cfg.distributor == "pyspark":
         with _spark(cfg):
             pyspark_distributor(cfg.n_processes(), guarded, reader, 1000, cfg.max_shard_retry)

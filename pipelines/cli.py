@@ -364,6 +364,10 @@ COMMANDS: dict[str, Command] = {
 
 
 def _environment() -> None:
+    # Outputs hold names and faces: folders 0700, files 0600 unless IDIA_UMASK says otherwise (idia.core.privacy).
+    from idia.core.privacy import apply_umask
+
+    apply_umask()
     # albumentations (pulled in by img2dataset) calls the network on import unless told not to.
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     # Spark's Python workers must use this interpreter (the project's venv), not whatever is on PATH.

@@ -99,6 +99,18 @@ class DownloadConfig(StageConfig):
         execution=True,
         help="do NOT honour X-Robots-Tag opt-out directives (noai, noimageai, ...); recorded in the report",
     )
+    ignore_robots: bool = option(
+        False,
+        execution=True,
+        help="do NOT fetch or honour robots.txt (by default each origin's robots.txt is fetched once per download "
+        "process and a disallowed URL is not requested); recorded in each round and the report",
+    )
+    contact: str | None = option(
+        None,
+        execution=True,
+        help="a URL or e-mail address where site operators can reach whoever runs this crawl, sent in the "
+        "User-Agent (idia-audit/VERSION (...; +CONTACT)); set it for any crawl of third-party hosts",
+    )
     user_agent_token: str = option(
         "img2dataset", execution=True, help="token in the User-Agent; X-Robots-Tag directives addressed to it apply too"
     )
@@ -111,6 +123,17 @@ class DownloadConfig(StageConfig):
         help="check URLs before img2dataset (diagnostics: the connect-time check applies regardless)",
     )
     storage_options: dict = storage_option("manifests and outputs", "download processes")
+
+    def user_agent(self) -> str:
+        """The User-Agent of every request: the tool and its version, what it does, and the operator's contact."""
+        from idia import __version__
+
+        contact = f"; +{self.contact}" if self.contact else ""
+        return f"idia-audit/{__version__} (identity-leakage audit of an image-text dataset{contact})"
+
+    def robots_agents(self) -> tuple[str, ...]:
+        """The product tokens whose robots.txt rules apply (empty: robots.txt ignored)."""
+        return () if self.ignore_robots else tuple(dict.fromkeys(("idia-audit", self.user_agent_token)))
 
     def check(self) -> None:
         if isinstance(self.queries, str):  # one source given where a list is expected (a config built in code)

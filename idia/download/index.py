@@ -16,6 +16,7 @@ import pyarrow as pa
 from idia.core.stats import AccountingError, check_sum
 from idia.download.image_checks import ERR_BAD_BBOX, ERR_BBOX, ERR_NOT_IMAGE, ERR_TOO_MANY_PIXELS, ERR_TRUNCATED
 from idia.download.opener import BODY_TOO_LARGE, REFUSAL_PREFIX
+from idia.download.robots import ROBOTS_DISALLOWED, ROBOTS_UNAVAILABLE
 from schemas import DOWNLOAD_INDEX
 from schemas.validate import conform
 
@@ -27,6 +28,8 @@ _REFUSED = re.compile(re.escape(REFUSAL_PREFIX) + r"\s*([a-z_]+)")
 
 # (substring of the lowercased message, reason code), first match wins.
 _PATTERNS: list[tuple[str, str]] = [
+    (ROBOTS_DISALLOWED, "robots_disallowed"),
+    (ROBOTS_UNAVAILABLE, "robots_unavailable"),
     ("x-robots-tag", "opt_out"),
     ("unknown url type", "refused_scheme"),
     ("timed out", "timeout"),
@@ -235,6 +238,13 @@ def render_markdown(report: dict) -> str:
             f"- address policy: {s.get('address_policy')}",
             f"- opt-out headers: {'IGNORED (--ignore-opt-out)' if s.get('ignore_opt_out') else 'honoured'}"
             f" ({', '.join(s.get('disallowed_header_directives') or [])})",
+            "- robots.txt: "
+            + (
+                "IGNORED (--ignore-robots)"
+                if s.get("ignore_robots")
+                else f"honoured for {', '.join(s.get('robots_agents') or [])}"
+            ),
+            f"- user agent: {s.get('user_agent')}",
         ]
     lines += ["", "## Failures by reason", "", "| reason | rows | example |", "|---|---:|---|"]
     for reason, n in sorted(t["failed_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])):

@@ -7,7 +7,9 @@ to a checked address (so a DNS answer cannot change between check and connect). 
 img2dataset's Downloader so the opener is installed in each worker (spawned process or Spark executor) before
 it downloads a shard; pickling the wrapper makes the worker import this module.
 
-The opener also bounds a response body (`max_body_bytes`): a declared Content-Length over the bound is refused
+Every request carries the run's User-Agent (the tool, its version, the operator's contact) and, unless robots.txt is
+ignored, is checked against its origin's robots.txt first (`idia.download.robots`). The opener also bounds a
+response body (`max_body_bytes`): a declared Content-Length over the bound is refused
 before any of the body is read, and a body without one (or lying about it) is read in chunks and abandoned as
 soon as it passes the bound, so one endless or multi-gigabyte response cannot exhaust a worker's memory
 (img2dataset reads bodies whole).
@@ -20,6 +22,7 @@ import http.client
 import socket
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 from idia.download.url_guard import UrlGuard, literal_host_address, resolve_host
@@ -150,11 +153,63 @@ class GuardedRedirectHandler(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def build_guarded_opener(guard: UrlGuard, max_body_bytes: int | None = None) -> urllib.request.OpenerDirector:
+class UserAgentHandler(urllib.request.BaseHandler):
+    """Every request (images and robots.txt) says who is asking: the tool, its version and the operator's contact."""
+
+    handler_order = 100
+
+    def __init__(self, user_agent: str):
+        self.user_agent = user_agent
+
+    def http_request(self, req):
+        req.remove_header("User-agent")
+        req.add_header("User-agent", self.user_agent)
+        return req
+
+    https_request = http_request
+
+
+class RobotsHandler(urllib.request.BaseHandler):
+    """Check each request (redirect targets included) against its origin's robots.txt (idia.download.robots)."""
+
+    handler_order = 200
+
+    def __init__(self, policy):
+        self.policy = policy
+
+    def http_request(self, req):
+        self.policy.check(req.full_url)
+        return req
+
+    https_request = http_request
+
+
+def robots_policy(guard: UrlGuard, user_agent: str, agents: tuple[str, ...], timeout: float):
+    """A RobotsPolicy whose robots.txt requests go through a guarded opener of their own (no robots check)."""
+    from idia.download.robots import ROBOTS_MAX_BYTES, LeftToTheGuard, RobotsPolicy
+
+    opener = build_guarded_opener(guard, user_agent=user_agent)
+
+    def fetch(url: str) -> tuple[int, bytes]:
+        ok, _ = guard.check_url(url, resolve=True)
+        if not ok:
+            raise LeftToTheGuard(url)
+        with opener.open(url, timeout=timeout) as resp:
+            return resp.status, resp.read(ROBOTS_MAX_BYTES)
+
+    return RobotsPolicy(agents, fetch)
+
+
+def build_guarded_opener(
+    guard: UrlGuard, max_body_bytes: int | None = None, user_agent: str | None = None, robots=None
+) -> urllib.request.OpenerDirector:
     """An opener with only guarded http/https handlers: other schemes fail as 'unknown url type'; no proxies;
-    bodies bounded by `max_body_bytes` when given."""
+    bodies bounded by `max_body_bytes` when given; `user_agent` on every request; `robots` (a RobotsPolicy) checked
+    before every request."""
     opener = urllib.request.OpenerDirector()
     for handler in (
+        *([UserAgentHandler(user_agent)] if user_agent else []),
+        *([RobotsHandler(robots)] if robots is not None else []),
         urllib.request.UnknownHandler(),
         GuardedHTTPHandler(guard),
         GuardedHTTPSHandler(guard),
@@ -170,13 +225,29 @@ def build_guarded_opener(guard: UrlGuard, max_body_bytes: int | None = None) -> 
 _INSTALLED: tuple[tuple, urllib.request.OpenerDirector] | None = None
 
 
-def install(guard: UrlGuard, max_body_bytes: int | None = None) -> None:
-    """Make `urllib.request.urlopen` in this process go through the guarded opener (idempotent)."""
+@dataclass(frozen=True)
+class RequestPolicy:
+    """How this run's requests behave beyond the URL guard: the body bound, the User-Agent, robots.txt."""
+
+    max_body_bytes: int | None = None
+    user_agent: str | None = None
+    robots_agents: tuple[str, ...] = ()  # empty: robots.txt not honoured (--ignore-robots)
+    timeout: float = 10.0
+
+
+def install(guard: UrlGuard, policy: RequestPolicy = RequestPolicy()) -> None:
+    """Make `urllib.request.urlopen` in this process go through the guarded opener (idempotent; the robots.txt
+    cache lives as long as the installed opener)."""
     global _INSTALLED
-    key = (guard, max_body_bytes)
+    key = (guard, policy)
     if _INSTALLED is not None and _INSTALLED[0] == key and urllib.request._opener is _INSTALLED[1]:  # noqa: SLF001
         return
-    opener = build_guarded_opener(guard, max_body_bytes)
+    robots = (
+        robots_policy(guard, policy.user_agent or "", policy.robots_agents, policy.timeout)
+        if policy.robots_agents
+        else None
+    )
+    opener = build_guarded_opener(guard, policy.max_body_bytes, policy.user_agent, robots)
     urllib.request.install_opener(opener)
     _INSTALLED = (key, opener)
 
@@ -184,14 +255,14 @@ def install(guard: UrlGuard, max_body_bytes: int | None = None) -> None:
 class GuardedDownloader:
     """Wraps img2dataset's Downloader (any callable taking a shard row): installs the guard in the worker first."""
 
-    def __init__(self, downloader: Any, guard: UrlGuard, max_body_bytes: int | None = None, storage_conf: tuple = ()):
+    def __init__(self, downloader: Any, guard: UrlGuard, policy: RequestPolicy, storage_conf: tuple = ()):
         self.downloader = downloader
         self.guard = guard
-        self.max_body_bytes = max_body_bytes
+        self.policy = policy
         self.storage_conf = storage_conf  # idia.core.storage.shipped_conf(): the driver's object-store settings
 
     def __call__(self, row):
-        install(self.guard, self.max_body_bytes)
+        install(self.guard, self.policy)
         if self.storage_conf:
             from idia.core import storage
 

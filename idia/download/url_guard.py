@@ -187,6 +187,10 @@ class UrlGuard:
         """
         if url is None or not str(url).strip():
             return False, "bad_url"
+        if len(str(url)) > MAX_URL_LENGTH:
+            return False, "url_too_long"
+        if any(ord(c) < 32 or ord(c) == 127 for c in str(url).strip()):  # CR/LF/NUL: header injection, never a URL
+            return False, "bad_url"
         try:
             parts = urlsplit(str(url).strip())
             host = parts.hostname
@@ -198,6 +202,11 @@ class UrlGuard:
         if not host:
             return False, "no_host"
         return self.check_host(host, resolve=resolve, port=port)
+
+
+#: Longer URLs are refused (counted as refused_url_too_long): browsers and servers stop near 8 KB, and a
+#: multi-megabyte "URL" in a dataset is hostile input, not an image address.
+MAX_URL_LENGTH = 8192
 
 
 def resolve_host(host: str, port: int | None = None) -> list[IPAddress]:

@@ -92,3 +92,37 @@ def test_scheduler_address_from_the_environment(monkeypatch):
         monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://from-env:8786")
         assert scheduler_address() == "tcp://from-env:8786"
         assert scheduler_address("sched.json") == "sched.json"  # an explicit one wins
+
+
+def test_tar_members_with_parent_or_absolute_paths_are_never_images_of_a_key(tmp_path):
+    """A hostile shard: members named ../x or /x are not extracted anywhere (images are read in memory) and never
+    stand in for a sample key; the real member is read."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    from idia.attack.images import ImageReader, ImageRef
+
+    def jpeg(color):
+        buf = io.BytesIO()
+        Image.new("RGB", (8, 8), color).save(buf, format="JPEG")
+        return buf.getvalue()
+
+    tar = tmp_path / "shard" / "00000.tar"
+    tar.parent.mkdir()
+    with tarfile.open(tar, "w") as tf:
+        for name, data in (
+            ("../000000001.jpg", jpeg("red")),
+            ("/tmp/000000001.jpg", jpeg("red")),
+            ("000000001.jpg", jpeg("blue")),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    with ImageReader() as reader:
+        img = reader.open(ImageRef("p", "1", str(tar), "000000001"))
+        assert img.getpixel((4, 4))[2] > 200  # the blue one: the member named exactly by the key
+        with pytest.raises(FileNotFoundError):
+            reader.open(ImageRef("p", "2", str(tar), "000000002"))  # a key the shard does not hold
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["00000.tar", "shard"]  # nothing written anywhere

@@ -63,3 +63,15 @@ def test_assignments_read_values_as_yaml():
     assert parse_assignment("a=x=y", "--set") == ("a", "x=y")
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         parse_assignment("novalue", "--set")
+
+
+def test_yaml_with_python_tags_is_refused_not_executed(tmp_path):
+    """A config file is data: YAML tags that would build Python objects are refused with the file named."""
+    from idia.core.config import load_file
+
+    marker = tmp_path / "ran"
+    f = tmp_path / "evil.yaml"
+    f.write_text(f"out: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ConfigError, match=r"evil.yaml: cannot parse"):
+        load_file(f)
+    assert not marker.exists()

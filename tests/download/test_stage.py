@@ -54,6 +54,7 @@ EXPECTED = {
         ("ftp://127.0.0.1/x.jpg", "refused_scheme"),
         ("data:image/png;base64,iVBORw0KGgo=", "refused_scheme"),
         ("FORBIDDEN", "refused_loopback"),
+        ("private/face.jpg", "robots_disallowed"),
     ],
 }
 FAST = dict(processes=1, threads=8, shard_size=4, timeout=1.5, image_size=64, max_body_bytes=1_000_000)
@@ -125,6 +126,9 @@ def test_every_url_ends_in_its_expected_state(world):
     assert world["site"].forbidden.requests == []
     # Refused before download: never requested at all.
     assert world["requests_after_first_run"]["/img/good.jpg"] == 2  # alice's, and the redirect target
+    # robots.txt: fetched (once per download process), and the path it disallows never requested
+    assert world["requests_after_first_run"]["/private/face.jpg"] == 0
+    assert 1 <= world["requests_after_first_run"]["/robots.txt"] <= world["cfg"].processes * 2
 
 
 def test_shards_carry_identity_and_source_ids(world):
@@ -148,18 +152,23 @@ def test_shards_carry_identity_and_source_ids(world):
 def test_report_adds_up(world):
     rep = json.loads((Path(world["cfg"].out) / "report.json").read_text())
     t = rep["totals"]
-    assert t["requested"] == 27 and t["downloaded"] == 12 and t["failed"] == 15
+    assert t["requested"] == 28 and t["downloaded"] == 12 and t["failed"] == 16
     assert t["requested"] == t["downloaded"] + t["failed"] == sum(t["failed_by_reason"].values()) + t["downloaded"]
     assert set(rep["identities"]) == {"alice", "bob", "carol", "dave", "erin"}
     assert rep["identities"]["dave"] == {"requested": 0, "downloaded": 0, "failed": 0, "failed_by_reason": {}}
     for e in rep["identities"].values():
         assert e["requested"] == e["downloaded"] + e["failed"] == e["downloaded"] + sum(e["failed_by_reason"].values())
     inp = rep["inputs"]
-    assert inp["manifest_rows"] == 33 and inp["skipped_no_url"] == 1 and inp["skipped_duplicate_url"] == 1
-    assert inp["not_sampled"] == 4 and inp["requested"] == 27
+    assert inp["manifest_rows"] == 34 and inp["skipped_no_url"] == 1 and inp["skipped_duplicate_url"] == 1
+    assert inp["not_sampled"] == 4 and inp["requested"] == 28
     assert rep["settings"]["ignore_opt_out"] is False and "127.0.0.1/32" in rep["settings"]["address_policy"]
     i2d = rep["img2dataset"]
-    assert i2d["count"] == 27 - 4  # the 4 scheme/address refusals never reached img2dataset
+    assert i2d["count"] == 28 - 4  # the 4 scheme/address refusals never reached img2dataset
+    assert rep["settings"]["ignore_robots"] is False and rep["settings"]["robots_agents"] == [
+        "idia-audit",
+        "img2dataset",
+    ]
+    assert rep["settings"]["user_agent"].startswith("idia-audit/")
     assert i2d["successes"] == 12
     assert "| carol |" in (Path(world["cfg"].out) / "report.md").read_text()
 
@@ -177,10 +186,10 @@ def test_default_guard_sends_no_request(world, tmp_path):
             )
         )
         reasons = Counter(r["reason"] for r in _index(out))
-        assert reasons == {"refused_loopback": 24, "refused_scheme": 3}, (prefilter, reasons)
+        assert reasons == {"refused_loopback": 25, "refused_scheme": 3}, (prefilter, reasons)
         # Pre-filter off: every row reaches img2dataset, and its workers' opener refuses them all (file:, ftp:,
         # data: as unknown url types).
-        assert rep["img2dataset"]["count"] == (0 if prefilter else 27)
+        assert rep["img2dataset"]["count"] == (0 if prefilter else 28)
     assert len(site.server.requests) == before
     assert site.forbidden.requests == []
 
@@ -224,12 +233,13 @@ def test_rerun_and_retry_failed(world, tmp_path):
             "/optout.jpg": 1,
             "/optout-ua.jpg": 1,
             "/redirect-forbidden.jpg": 1,
+            "/robots.txt": 1,  # the retry round's download process reads it again; /private/ stays unrequested
         }
     )
     flaky = [r for r in _index(out) if r["url"].endswith("/flaky.jpg")][0]
     assert flaky["status"] == "success" and flaky["shard"] is not None
     assert rep["totals"]["downloaded"] == world["report"]["totals"]["downloaded"] + 1
-    assert len(rep["rounds"]) == 2 and rep["rounds"][1]["n_rows"] == 15
+    assert len(rep["rounds"]) == 2 and rep["rounds"][1]["n_rows"] == 16
     assert site.forbidden.requests == []
     # Another output-changing setting on the same folder stops with an error naming it; nothing is fetched.
     n = len(site.server.requests)

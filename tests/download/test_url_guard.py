@@ -88,6 +88,10 @@ def test_schemes_and_malformed_urls():
     assert g.check_url("http://:80/a.jpg") == (False, "no_host")
     assert g.check_url(None) == (False, "bad_url")
     assert g.check_url("   ") == (False, "bad_url")
+    assert g.check_url("https://example.org/" + "a" * 10_000 + ".jpg") == (False, "url_too_long")
+    assert g.check_url("https://example.org/" + "a" * 8000 + ".jpg")[1] != "url_too_long"
+    for injected in ("http://example.org/a.jpg\r\nX-Evil: 1", "http://example.org/a\x00.jpg"):
+        assert g.check_url(injected) == (False, "bad_url"), injected
 
 
 def test_allow_flag_alone_allows_loopback_and_private_but_not_metadata():

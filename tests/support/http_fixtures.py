@@ -131,6 +131,9 @@ class FixtureSite:
                 _send(h, b"busy", "text/plain", status=503)
 
         routes = {
+            # robots.txt: everything but /private/ (the download must never request /private/face.jpg)
+            "/robots.txt": lambda h: _send(h, b"User-agent: *\nDisallow: /private/\n", "text/plain"),
+            "/private/face.jpg": lambda h: _send(h, good),
             "/missing.jpg": lambda h: _send(h, b"no", "text/plain", status=404),
             "/slow.jpg": slow,
             "/page.html": lambda h: _send(h, b"<html><body>not an image</body></html>", "text/html"),
