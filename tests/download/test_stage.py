@@ -126,6 +126,10 @@ def test_every_url_ends_in_its_expected_state(world):
     assert world["site"].forbidden.requests == []
     # Refused before download: never requested at all.
     assert world["requests_after_first_run"]["/img/good.jpg"] == 2  # alice's, and the redirect target
+    # The endless body: the client hung up once past --max-body-bytes (what the server got out is that plus what
+    # the sockets' buffers held), so a worker never holds more than the bound; the 2 GB one was never read.
+    sent = world["site"].endless_bytes_sent
+    assert sent and max(sent) < world["cfg"].max_body_bytes + 16 * 2**20, sent
     # robots.txt: fetched (once per download process), and the path it disallows never requested
     assert world["requests_after_first_run"]["/private/face.jpg"] == 0
     assert 1 <= world["requests_after_first_run"]["/robots.txt"] <= world["cfg"].processes * 2

@@ -80,6 +80,7 @@ class FixtureSite:
     root: Path
     slow_s: float = 4.0
     flaky_ok: list[bool] = field(default_factory=lambda: [False])  # /flaky.jpg: 503 until set True
+    endless_bytes_sent: list[int] = field(default_factory=list)  # /huge-stream.jpg: bytes sent before the hang-up
     server: LoopbackServer | None = None
     forbidden: LoopbackServer | None = None
 
@@ -103,25 +104,28 @@ class FixtureSite:
             time.sleep(self.slow_s)
             _send(h, good)
 
-        def huge_declared(h):  # says 50 MB up front: refused before the body is read
+        def huge_declared(h):  # says 2 GB up front: refused before the body is read
             h.send_response(200)
             h.send_header("Content-Type", "image/jpeg")
-            h.send_header("Content-Length", str(50_000_000))
+            h.send_header("Content-Length", str(2_000_000_000))
             h.end_headers()
             try:
                 h.wfile.write(b"\xff" * 65536)
             except OSError:
                 pass
 
-        def huge_stream(h):  # no Content-Length, 3 MB of body: stopped while streaming
+        def huge_stream(h):  # no Content-Length, an endless body: stopped while streaming
             h.send_response(200)
             h.send_header("Content-Type", "image/jpeg")
             h.end_headers()
+            sent, deadline = 0, time.time() + 120
             try:
-                for _ in range(48):
+                while time.time() < deadline:  # until the client hangs up (a safety stop after 2 minutes)
                     h.wfile.write(b"\xff" * 65536)
+                    sent += 65536
             except OSError:
                 pass
+            self.endless_bytes_sent.append(sent)
             h.close_connection = True
 
         def flaky(h):
