@@ -50,7 +50,7 @@ def fetch_round(cfg: DownloadConfig, info: dict, out: Path, guard: UrlGuard) -> 
     from img2dataset.writer import WebDatasetSampleWriter
 
     from idia.download.image_checks import SafeResizer
-    from idia.download.opener import GuardedDownloader, RequestPolicy
+    from idia.download.opener import GuardedDownloader, Politeness, RequestPolicy
 
     shards = out / files.SHARDS_DIR
     storage.makedirs(shards)
@@ -112,6 +112,7 @@ def fetch_round(cfg: DownloadConfig, info: dict, out: Path, guard: UrlGuard) -> 
         user_agent=info.get("user_agent", cfg.user_agent()),
         robots_agents=() if info.get("ignore_robots", cfg.ignore_robots) else cfg.robots_agents(),
         timeout=cfg.timeout,
+        politeness=Politeness(cfg.per_host_connections, cfg.per_host_rate, cfg.busy_retries, cfg.max_retry_after),
     )
     guarded = GuardedDownloader(downloader, guard, policy, storage.shipped_conf())
     if cfg.distributor == "pyspark":

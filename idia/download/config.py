@@ -73,6 +73,21 @@ class DownloadConfig(StageConfig):
     timeout: float = option(10.0, execution=True, help="seconds per request")
     retries: int = option(0, execution=True, help="retries per URL within a run")
     max_shard_retry: int = option(1, execution=True, help="times img2dataset retries a failed shard")
+    per_host_connections: int = option(
+        8, execution=True, help="requests in flight to one host at once, per download process"
+    )
+    per_host_rate: float | None = option(
+        None, execution=True, help="requests per second to one host, per download process (default: no limit)"
+    )
+    busy_retries: int = option(
+        2,
+        execution=True,
+        help="a 429 / 503 answer is retried this many times, after its Retry-After (or 1 s, 2 s, 4 s ... without "
+        "one) when that wait is at most --max-retry-after; the host is paused for that long for every thread",
+    )
+    max_retry_after: float = option(
+        30.0, execution=True, help="longest Retry-After (seconds) waited for; a longer one fails the URL at once"
+    )
     distributor: str = option(
         "multiprocessing",
         choices=DISTRIBUTORS,
@@ -147,6 +162,10 @@ class DownloadConfig(StageConfig):
                 raise ConfigError(f"download: {name} must be at least 1")
         if self.timeout <= 0:
             raise ConfigError("download: timeout must be positive")
+        if self.per_host_connections < 1 or self.busy_retries < 0 or self.max_retry_after < 0:
+            raise ConfigError("download: per_host_connections must be >= 1, busy_retries and max_retry_after >= 0")
+        if self.per_host_rate is not None and self.per_host_rate <= 0:
+            raise ConfigError("download: per_host_rate must be positive (or unset for no limit)")
         self.guard()  # parses the networks
 
     def guard(self) -> UrlGuard:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import functools
 import http.client
 import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -121,22 +123,103 @@ class GuardedHTTPSConnection(_GuardedConnectionMixin, http.client.HTTPSConnectio
         self._create_connection = self._guarded_create_connection
 
 
+@dataclass(frozen=True)
+class Politeness:
+    """Per-host limits of one download process: connections in flight, request rate, and 429/503 handling."""
+
+    connections: int = 8
+    rate: float | None = None  # requests per second to one host
+    busy_retries: int = 2
+    max_retry_after: float = 30.0
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """A Retry-After header as seconds from now (delta-seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        from email.utils import parsedate_to_datetime
+
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+class HostThrottle:
+    """Per-host politeness shared by every thread of a process: at most `connections` requests in flight to a host,
+    starts spaced by 1/rate, and a host that answered 429/503 paused for its Retry-After for everyone."""
+
+    def __init__(self, politeness: Politeness):
+        self.p = politeness
+        self._lock = threading.Lock()
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
+        self._next_start: dict[str, float] = {}
+
+    def _slot(self, host: str) -> threading.BoundedSemaphore:
+        with self._lock:
+            if host not in self._slots:
+                self._slots[host] = threading.BoundedSemaphore(max(1, self.p.connections))
+            return self._slots[host]
+
+    def _wait_turn(self, host: str) -> None:
+        gap = 1.0 / self.p.rate if self.p.rate else 0.0
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_start.get(host, 0.0))
+            self._next_start[host] = start + gap
+        if start > now:
+            time.sleep(start - now)
+
+    def pause(self, host: str, seconds: float) -> None:
+        with self._lock:
+            self._next_start[host] = max(self._next_start.get(host, 0.0), time.monotonic() + seconds)
+
+    def open(self, host: str, do_open):
+        """Run `do_open()` (connect, send, read the headers) under the host's limits, retrying 429/503 answers."""
+        attempt = 0
+        while True:
+            with self._slot(host):
+                self._wait_turn(host)
+                resp = do_open()
+            if resp.status not in (429, 503) or attempt >= self.p.busy_retries:
+                return resp
+            wait = retry_after_seconds(resp.headers.get("Retry-After"))
+            wait = float(2**attempt) if wait is None else wait
+            if wait > self.p.max_retry_after:
+                return resp  # fails as http_429 / http_503 now rather than holding a thread for that long
+            resp.close()
+            self.pause(host, wait)
+            attempt += 1
+
+
 class GuardedHTTPHandler(urllib.request.HTTPHandler):
-    def __init__(self, guard: UrlGuard):
+    def __init__(self, guard: UrlGuard, throttle: HostThrottle | None = None):
         super().__init__()
         self.guard = guard
+        self.throttle = throttle
 
     def http_open(self, req):
-        return self.do_open(functools.partial(GuardedHTTPConnection, guard=self.guard), req)
+        def do_open():
+            return self.do_open(functools.partial(GuardedHTTPConnection, guard=self.guard), req)
+
+        return self.throttle.open(req.host, do_open) if self.throttle else do_open()
 
 
 class GuardedHTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, guard: UrlGuard):
+    def __init__(self, guard: UrlGuard, throttle: HostThrottle | None = None):
         super().__init__()
         self.guard = guard
+        self.throttle = throttle
 
     def https_open(self, req):
-        return self.do_open(functools.partial(GuardedHTTPSConnection, guard=self.guard), req, context=self._context)
+        def do_open():
+            return self.do_open(functools.partial(GuardedHTTPSConnection, guard=self.guard), req, context=self._context)
+
+        return self.throttle.open(req.host, do_open) if self.throttle else do_open()
 
 
 class GuardedRedirectHandler(urllib.request.HTTPRedirectHandler):
@@ -201,18 +284,23 @@ def robots_policy(guard: UrlGuard, user_agent: str, agents: tuple[str, ...], tim
 
 
 def build_guarded_opener(
-    guard: UrlGuard, max_body_bytes: int | None = None, user_agent: str | None = None, robots=None
+    guard: UrlGuard,
+    max_body_bytes: int | None = None,
+    user_agent: str | None = None,
+    robots=None,
+    politeness: Politeness | None = None,
 ) -> urllib.request.OpenerDirector:
     """An opener with only guarded http/https handlers: other schemes fail as 'unknown url type'; no proxies;
     bodies bounded by `max_body_bytes` when given; `user_agent` on every request; `robots` (a RobotsPolicy) checked
-    before every request."""
+    before every request; `politeness`: per-host limits and 429/503 retries (HostThrottle)."""
+    throttle = HostThrottle(politeness) if politeness is not None else None
     opener = urllib.request.OpenerDirector()
     for handler in (
         *([UserAgentHandler(user_agent)] if user_agent else []),
         *([RobotsHandler(robots)] if robots is not None else []),
         urllib.request.UnknownHandler(),
-        GuardedHTTPHandler(guard),
-        GuardedHTTPSHandler(guard),
+        GuardedHTTPHandler(guard, throttle),
+        GuardedHTTPSHandler(guard, throttle),
         urllib.request.HTTPDefaultErrorHandler(),
         GuardedRedirectHandler(guard),
         urllib.request.HTTPErrorProcessor(),
@@ -233,6 +321,7 @@ class RequestPolicy:
     user_agent: str | None = None
     robots_agents: tuple[str, ...] = ()  # empty: robots.txt not honoured (--ignore-robots)
     timeout: float = 10.0
+    politeness: Politeness = Politeness()
 
 
 def install(guard: UrlGuard, policy: RequestPolicy = RequestPolicy()) -> None:
@@ -247,7 +336,7 @@ def install(guard: UrlGuard, policy: RequestPolicy = RequestPolicy()) -> None:
         if policy.robots_agents
         else None
     )
-    opener = build_guarded_opener(guard, policy.max_body_bytes, policy.user_agent, robots)
+    opener = build_guarded_opener(guard, policy.max_body_bytes, policy.user_agent, robots, policy.politeness)
     urllib.request.install_opener(opener)
     _INSTALLED = (key, opener)
 
