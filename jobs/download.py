@@ -41,6 +41,13 @@ def _spark(cfg: DownloadConfig):
             spark.stop()
 
 
+def env_proxies() -> tuple[tuple[str, str], ...]:
+    """The http / https proxies this process's environment names (urllib's reading of http_proxy etc.)."""
+    import urllib.request
+
+    return tuple(sorted((k, v) for k, v in urllib.request.getproxies().items() if k in ("http", "https") and v))
+
+
 def fetch_round(cfg: DownloadConfig, info: dict, out: Path, guard: UrlGuard) -> None:
     """Download one round's unfinished shards into out/shards."""
     from img2dataset.distributor import multiprocessing_distributor, pyspark_distributor
@@ -113,6 +120,7 @@ def fetch_round(cfg: DownloadConfig, info: dict, out: Path, guard: UrlGuard) -> 
         robots_agents=() if info.get("ignore_robots", cfg.ignore_robots) else cfg.robots_agents(),
         timeout=cfg.timeout,
         politeness=Politeness(cfg.per_host_connections, cfg.per_host_rate, cfg.busy_retries, cfg.max_retry_after),
+        proxies=env_proxies() if cfg.env_proxies else (),
     )
     guarded = GuardedDownloader(downloader, guard, policy, storage.shipped_conf())
     if cfg.distributor == "pyspark":

@@ -73,6 +73,12 @@ class DownloadConfig(StageConfig):
     timeout: float = option(10.0, execution=True, help="seconds per request")
     retries: int = option(0, execution=True, help="retries per URL within a run")
     max_shard_retry: int = option(1, execution=True, help="times img2dataset retries a failed shard")
+    env_proxies: bool = option(
+        True,
+        execution=True,
+        help="send requests through the proxies the environment names (http_proxy, https_proxy; no_proxy honoured); "
+        "every target is still checked by the URL guard (see docs/cluster.md for what it cannot see through one)",
+    )
     per_host_connections: int = option(
         8, execution=True, help="requests in flight to one host at once, per download process"
     )

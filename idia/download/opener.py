@@ -1,7 +1,8 @@
 """Enforce the URL guard where img2dataset connects: a urllib opener whose connections and redirects are checked.
 
 img2dataset downloads with `urllib.request.urlopen` inside its worker processes. `install(guard)` replaces the
-process's global opener with one that (1) speaks only http/https (no file:, ftp:, data:, no proxies), (2) checks
+process's global opener with one that (1) speaks only http/https (no file:, ftp:, data:; proxies only as the
+environment configures them, their targets still checked), (2) checks
 every redirect target before following it, and (3) resolves each host itself, checks every address, and connects
 to a checked address (so a DNS answer cannot change between check and connect). `GuardedDownloader` wraps
 img2dataset's Downloader so the opener is installed in each worker (spawned process or Spark executor) before
@@ -86,12 +87,17 @@ class BoundedBodyProcessor(urllib.request.BaseHandler):
 
 
 class _GuardedConnectionMixin:
-    """Replace http.client's connect step: resolve, check every address, connect only to checked ones."""
+    """Replace http.client's connect step: resolve, check every address, connect only to checked ones. A configured
+    proxy (`_proxies`: the operator's own, from the environment) is connected to unchecked; the targets behind it are
+    checked by the handler before the request is sent."""
 
     _guard: UrlGuard
+    _proxies: frozenset = frozenset()
 
     def _guarded_create_connection(self, address, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None):
         host, port = address
+        if (host.lower(), port) in self._proxies:
+            return socket.create_connection((host, port), timeout, source_address)
         lit = literal_host_address(host)
         addrs = [lit] if lit is not None else resolve_host(host, port)  # DNS errors propagate as gaierror
         for addr in addrs:
@@ -108,19 +114,42 @@ class _GuardedConnectionMixin:
 
 
 class GuardedHTTPConnection(_GuardedConnectionMixin, http.client.HTTPConnection):
-    def __init__(self, *args: Any, guard: UrlGuard, **kwargs: Any):
+    def __init__(self, *args: Any, guard: UrlGuard, proxies: frozenset = frozenset(), **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._guard = guard
+        self._proxies = proxies
         self._create_connection = self._guarded_create_connection
 
 
 class GuardedHTTPSConnection(_GuardedConnectionMixin, http.client.HTTPSConnection):
     # HTTPSConnection.connect() calls HTTPConnection.connect() (our socket) and then wraps it in TLS with
     # server_hostname = the URL's host, so certificate checks are unchanged.
-    def __init__(self, *args: Any, guard: UrlGuard, **kwargs: Any):
+    def __init__(self, *args: Any, guard: UrlGuard, proxies: frozenset = frozenset(), **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._guard = guard
+        self._proxies = proxies
         self._create_connection = self._guarded_create_connection
+
+
+def _check_behind_proxy(guard: UrlGuard, req) -> None:
+    """A request sent through a proxy: the proxy connects to the target, so the target is checked here, with its
+    addresses resolved by us (the proxy resolves it again: see docs/cluster.md on what the guard cannot see)."""
+    if req.has_proxy() or getattr(req, "_tunnel_host", None):
+        ok, category = guard.check_url(req.full_url, resolve=True)
+        if not ok:
+            raise urllib.error.URLError(GuardRefused(category or "address", f"{req.full_url} behind a proxy"))
+
+
+def proxy_endpoints(proxies: dict[str, str]) -> frozenset:
+    """(host, port) of every configured proxy: the connections the guard lets through unchecked."""
+    from urllib.parse import urlsplit
+
+    out = set()
+    for url in proxies.values():
+        p = urlsplit(url if "://" in url else f"http://{url}")
+        if p.hostname:
+            out.add((p.hostname.lower(), p.port or (443 if p.scheme == "https" else 80)))
+    return frozenset(out)
 
 
 @dataclass(frozen=True)
@@ -196,30 +225,42 @@ class HostThrottle:
             attempt += 1
 
 
+def _target_host(req) -> str:
+    return getattr(req, "_tunnel_host", None) or urllib.request.urlparse(req.full_url).netloc or req.host
+
+
 class GuardedHTTPHandler(urllib.request.HTTPHandler):
-    def __init__(self, guard: UrlGuard, throttle: HostThrottle | None = None):
+    def __init__(self, guard: UrlGuard, throttle: HostThrottle | None = None, proxies: frozenset = frozenset()):
         super().__init__()
         self.guard = guard
         self.throttle = throttle
+        self.proxies = proxies
 
     def http_open(self, req):
-        def do_open():
-            return self.do_open(functools.partial(GuardedHTTPConnection, guard=self.guard), req)
+        _check_behind_proxy(self.guard, req)
+        conn = functools.partial(GuardedHTTPConnection, guard=self.guard, proxies=self.proxies)
 
-        return self.throttle.open(req.host, do_open) if self.throttle else do_open()
+        def do_open():
+            return self.do_open(conn, req)
+
+        return self.throttle.open(_target_host(req), do_open) if self.throttle else do_open()
 
 
 class GuardedHTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, guard: UrlGuard, throttle: HostThrottle | None = None):
+    def __init__(self, guard: UrlGuard, throttle: HostThrottle | None = None, proxies: frozenset = frozenset()):
         super().__init__()
         self.guard = guard
         self.throttle = throttle
+        self.proxies = proxies
 
     def https_open(self, req):
-        def do_open():
-            return self.do_open(functools.partial(GuardedHTTPSConnection, guard=self.guard), req, context=self._context)
+        _check_behind_proxy(self.guard, req)
+        conn = functools.partial(GuardedHTTPSConnection, guard=self.guard, proxies=self.proxies)
 
-        return self.throttle.open(req.host, do_open) if self.throttle else do_open()
+        def do_open():
+            return self.do_open(conn, req, context=self._context)
+
+        return self.throttle.open(_target_host(req), do_open) if self.throttle else do_open()
 
 
 class GuardedRedirectHandler(urllib.request.HTTPRedirectHandler):
@@ -267,11 +308,13 @@ class RobotsHandler(urllib.request.BaseHandler):
     https_request = http_request
 
 
-def robots_policy(guard: UrlGuard, user_agent: str, agents: tuple[str, ...], timeout: float):
+def robots_policy(
+    guard: UrlGuard, user_agent: str, agents: tuple[str, ...], timeout: float, proxies: dict[str, str] | None = None
+):
     """A RobotsPolicy whose robots.txt requests go through a guarded opener of their own (no robots check)."""
     from idia.download.robots import ROBOTS_MAX_BYTES, LeftToTheGuard, RobotsPolicy
 
-    opener = build_guarded_opener(guard, user_agent=user_agent)
+    opener = build_guarded_opener(guard, user_agent=user_agent, proxies=proxies)
 
     def fetch(url: str) -> tuple[int, bytes]:
         ok, _ = guard.check_url(url, resolve=True)
@@ -289,18 +332,23 @@ def build_guarded_opener(
     user_agent: str | None = None,
     robots=None,
     politeness: Politeness | None = None,
+    proxies: dict[str, str] | None = None,
 ) -> urllib.request.OpenerDirector:
-    """An opener with only guarded http/https handlers: other schemes fail as 'unknown url type'; no proxies;
-    bodies bounded by `max_body_bytes` when given; `user_agent` on every request; `robots` (a RobotsPolicy) checked
-    before every request; `politeness`: per-host limits and 429/503 retries (HostThrottle)."""
+    """An opener with only guarded http/https handlers: other schemes fail as 'unknown url type'; bodies bounded by
+    `max_body_bytes` when given; `user_agent` on every request; `robots` (a RobotsPolicy) checked before every
+    request; `politeness`: per-host limits and 429/503 retries (HostThrottle); `proxies` ({"http": url, "https":
+    url}, e.g. from the environment; no_proxy honoured): requests go through them, their targets still checked."""
     throttle = HostThrottle(politeness) if politeness is not None else None
+    proxies = {k: v for k, v in (proxies or {}).items() if k in ("http", "https") and v}
+    endpoints = proxy_endpoints(proxies)
     opener = urllib.request.OpenerDirector()
     for handler in (
         *([UserAgentHandler(user_agent)] if user_agent else []),
         *([RobotsHandler(robots)] if robots is not None else []),
+        *([urllib.request.ProxyHandler(proxies)] if proxies else []),
         urllib.request.UnknownHandler(),
-        GuardedHTTPHandler(guard, throttle),
-        GuardedHTTPSHandler(guard, throttle),
+        GuardedHTTPHandler(guard, throttle, endpoints),
+        GuardedHTTPSHandler(guard, throttle, endpoints),
         urllib.request.HTTPDefaultErrorHandler(),
         GuardedRedirectHandler(guard),
         urllib.request.HTTPErrorProcessor(),
@@ -322,6 +370,7 @@ class RequestPolicy:
     robots_agents: tuple[str, ...] = ()  # empty: robots.txt not honoured (--ignore-robots)
     timeout: float = 10.0
     politeness: Politeness = Politeness()
+    proxies: tuple[tuple[str, str], ...] = ()  # (scheme, proxy URL): the driver's environment, as it started
 
 
 def install(guard: UrlGuard, policy: RequestPolicy = RequestPolicy()) -> None:
@@ -331,12 +380,13 @@ def install(guard: UrlGuard, policy: RequestPolicy = RequestPolicy()) -> None:
     key = (guard, policy)
     if _INSTALLED is not None and _INSTALLED[0] == key and urllib.request._opener is _INSTALLED[1]:  # noqa: SLF001
         return
+    proxies = dict(policy.proxies)
     robots = (
-        robots_policy(guard, policy.user_agent or "", policy.robots_agents, policy.timeout)
+        robots_policy(guard, policy.user_agent or "", policy.robots_agents, policy.timeout, proxies)
         if policy.robots_agents
         else None
     )
-    opener = build_guarded_opener(guard, policy.max_body_bytes, policy.user_agent, robots, policy.politeness)
+    opener = build_guarded_opener(guard, policy.max_body_bytes, policy.user_agent, robots, policy.politeness, proxies)
     urllib.request.install_opener(opener)
     _INSTALLED = (key, opener)
 
