@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -76,6 +77,10 @@ def configured_master(master: str | None = None) -> tuple[str, str]:
 LOG_LEVELS = ("auto", "ERROR", "WARN", "INFO", "DEBUG")
 
 
+def _not_py4j_interrupt(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("KeyboardInterrupt while sending command")
+
+
 def get_spark(
     master: str | None = None,
     app_name: str = "idia",
@@ -97,6 +102,10 @@ def get_spark(
     """
     from pyspark.sql import SparkSession
 
+    # py4j logs a traceback of its own for every call cut off when the JVM goes (Ctrl-C reaches the whole process
+    # group); the error that matters reaches the caller as an exception, so its log is kept to CRITICAL.
+    logging.getLogger("py4j").setLevel(logging.CRITICAL)
+    logging.getLogger().addFilter(_not_py4j_interrupt)  # py4j logs that one on the root logger
     master, source = configured_master(master)
     submitted = source == "spark-submit"
     local = master.startswith("local")

@@ -10,6 +10,7 @@ Spark, Dask and torch load only where needed. Runs as `idia ...`, `python -m pip
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -426,16 +427,49 @@ def main(argv: list[str] | None = None) -> int:
         top.error(f"unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}")
     name = argv[0]
     args = build_parser(name).parse_args(argv[1:])
+    import signal
+
     from idia.core.errors import USER_ERRORS
 
+    def _terminate(signum, _frame):  # a scheduler's or supervisor's stop: unwind like Ctrl-C (engines closed, locks
+        raise Terminated(signum)  # given back, temporary files removed)
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(COMMANDS[name].run(args) or 0)
     except USER_ERRORS as exc:
         print(f"idia {name}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"idia {name}: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"idia {name}: error: {_disk_full(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # an engine's error wrapping a full disk (Spark's Py4JJavaError, Dask's remote errors)
+        if "No space left on device" not in str(exc):
+            raise
+        print(f"idia {name}: error: {_disk_full(exc)}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, Terminated) as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(
+            f"idia {name}: {what}; finished units are kept, nothing half-written is; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 143 if isinstance(exc, Terminated) else 130
+
+
+def _disk_full(exc: BaseException) -> str:
+    where = getattr(exc, "filename", None)
+    line = next((ln.strip() for ln in str(exc).splitlines() if "No space left" in ln), str(exc).splitlines()[0])
+    return (
+        f"No space left on device{f' writing {where}' if where else ''} ({line[:300]}); finished units are kept and "
+        "nothing half-written is: free space (or move the output folder), then rerun the same command to resume"
+    )
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so the command unwinds as it does on Ctrl-C."""
 
 
 if __name__ == "__main__":

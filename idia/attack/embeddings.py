@@ -12,6 +12,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+from idia.attack.images import ShardError
 from idia.attack.models import autocast, fingerprint
 from idia.attack.prompts import prompts
 from idia.core.atomic import atomic_path, write_json
@@ -106,6 +107,8 @@ def embed_images(
         try:
             img = open_fn()
             return key, preprocess(img.convert("RGB")), None
+        except ShardError:  # the download folder is damaged: stop, naming the shard
+            raise
         except Exception:  # PIL raises many types for corrupt data; each is a skipped image
             return key, None, "corrupt"
 
@@ -208,6 +211,8 @@ class _RefImages(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         try:
             return i, self.preprocess(_reader().open(self.refs[i]).convert("RGB"))
+        except ShardError:
+            raise
         except Exception:  # PIL raises many types for corrupt data; each is a skipped image
             return i, None
 

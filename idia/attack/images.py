@@ -83,6 +83,21 @@ def list_images(images: str | Path, identity_ids: list[str]) -> tuple[dict[str, 
     return out, stats
 
 
+class ShardError(InputFileError):
+    """A webdataset shard that is cut short, unreadable or lacks an image its download index lists: a fault of the
+    download folder (a disk or a copy gone wrong), not a bad photo, so the attack stops instead of counting it."""
+
+    def __init__(self, path: str, what: str | None = None):
+        if what is None:  # rebuilt from its message (pickled from a worker, re-raised by a DataLoader)
+            super().__init__(path)
+            return
+        stem = Path(path).name.split(".")[0]
+        super().__init__(
+            f"{path}: {what}; delete that shard's files ({stem}.tar, {stem}.parquet, {stem}_stats.json) and rerun the "
+            "download, which fetches that shard again, then the attack"
+        )
+
+
 class ImageReader:
     """Opens images by reference; keeps each tar's member table so a shard is listed once per reader. Tars and files
     on object storage are read through their fsspec file objects (ranged reads: only the members asked for)."""
@@ -94,14 +109,18 @@ class ImageReader:
 
     def _tar(self, path: str):
         if path not in self._tars:
-            if storage.remote(path):
-                fh = storage.location(path).open("rb")
-                self._files.append(fh)
-                tf = tarfile.open(fileobj=fh)
-            else:
-                tf = tarfile.open(path)
+            try:
+                if storage.remote(path):
+                    fh = storage.location(path).open("rb")
+                    self._files.append(fh)
+                    tf = tarfile.open(fileobj=fh)
+                else:
+                    tf = tarfile.open(path)
+                listed = tf.getmembers()
+            except (tarfile.TarError, EOFError) as exc:
+                raise ShardError(path, f"truncated or corrupt shard ({exc})") from None
             members: dict[str, tarfile.TarInfo] = {}
-            for m in tf.getmembers():
+            for m in listed:
                 stem, dot, ext = m.name.rpartition(".")
                 if dot and "." + ext.lower() in IMAGE_EXTENSIONS:
                     members.setdefault(stem, m)
@@ -121,8 +140,15 @@ class ImageReader:
             tf, members = self._tar(ref.path)
             info = members.get(ref.member)
             if info is None:
-                raise FileNotFoundError(f"{ref.path}: no image for key {ref.member}")
-            data = tf.extractfile(info).read()
+                raise ShardError(
+                    ref.path, f"truncated or corrupt shard: no image for key {ref.member}, which the index lists"
+                )
+            try:
+                data = tf.extractfile(info).read()
+            except (tarfile.TarError, EOFError, OSError) as exc:
+                raise ShardError(ref.path, f"truncated or corrupt shard ({exc})") from None
+            if len(data) != info.size:
+                raise ShardError(ref.path, f"truncated shard: key {ref.member} has {len(data)} of {info.size} bytes")
         img = Image.open(io.BytesIO(data))
         img.load()
         return img

@@ -406,4 +406,18 @@ class GuardedDownloader:
             from idia.core import storage
 
             storage.apply_shipped(self.storage_conf)
-        return self.downloader(row)
+        # img2dataset prints a whole traceback for a shard that fails (a full disk, a lost bucket): one line instead
+        import contextlib
+        import io
+        import sys
+
+        captured = io.StringIO()
+        with contextlib.redirect_stderr(captured):
+            result = self.downloader(row)
+        text = captured.getvalue().strip()
+        if text:
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+            last = next((ln for ln in reversed(lines) if not ln.startswith(("File ", "^", "~"))), lines[-1])
+            shard = row[0] if isinstance(row, (tuple, list)) and row else "?"
+            print(f"download: shard {shard}: img2dataset reported an error: {last[:300]}", file=sys.stderr, flush=True)
+        return result

@@ -22,7 +22,7 @@ from idia.core.atomic import write_json, write_parquet, write_text
 from idia.core.config import to_dict
 from idia.core.errors import UserError
 from idia.core.provenance import provenance
-from idia.core.resume import StageFolder
+from idia.core.resume import STAGE_UNIT, StageFolder
 from idia.core.stats import check_sum
 from idia.download.config import DownloadConfig
 from idia.download.index import build_index, merge_img2dataset_stats, render_markdown, round_states, summarize
@@ -215,9 +215,15 @@ def run_download(cfg: DownloadConfig, fetch: Fetcher) -> dict:
     shards = out / files.SHARDS_DIR
     rounds = read_rounds(out)
     ran: list[int] = []
-    if rounds and not folder.done(f"round-{rounds[-1]['round']:03d}"):
-        fetch(cfg, rounds[-1], out, guard)  # resume the unfinished round as it was planned
-        ran.append(rounds[-1]["round"])
+    for info in rounds:
+        unit = f"round-{info['round']:03d}"
+        if folder.done(unit) and len(finished_shards(shards, info)) < info["n_shards"]:
+            # a finished round whose shard files were removed (a damaged shard deleted, as the attack advises)
+            folder.forget(unit)
+            folder.forget(STAGE_UNIT)
+        if not folder.done(unit):
+            fetch(cfg, info, out, guard)  # resume an unfinished round as it was planned: only its missing shards
+            ran.append(info["round"])
     if not rounds:
         rounds.append(create_round(out, 0, requests, cfg, guard, 0))
         fetch(cfg, rounds[-1], out, guard)

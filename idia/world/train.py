@@ -371,6 +371,7 @@ def train_tiny_clip(
         (tmp / "train.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         _verify_loads(tmp, model, cfg)
         train_folder(cfg, tmp, world_key).mark_done(info={"hash": thash})
+    folder.release()  # the lock was taken on out_dir, which the finished folder has just replaced
     if ckpt.exists():
         ckpt.unlink()
         partial.rmdir()

@@ -102,7 +102,7 @@ def test_tar_members_with_parent_or_absolute_paths_are_never_images_of_a_key(tmp
 
     from PIL import Image
 
-    from idia.attack.images import ImageReader, ImageRef
+    from idia.attack.images import ImageReader, ImageRef, ShardError
 
     def jpeg(color):
         buf = io.BytesIO()
@@ -123,6 +123,6 @@ def test_tar_members_with_parent_or_absolute_paths_are_never_images_of_a_key(tmp
     with ImageReader() as reader:
         img = reader.open(ImageRef("p", "1", str(tar), "000000001"))
         assert img.getpixel((4, 4))[2] > 200  # the blue one: the member named exactly by the key
-        with pytest.raises(FileNotFoundError):
+        with pytest.raises(ShardError, match="no image for key 000000002, which the index lists"):
             reader.open(ImageRef("p", "2", str(tar), "000000002"))  # a key the shard does not hold
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["00000.tar", "shard"]  # nothing written anywhere

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import time
 
 import pandas as pd
@@ -15,41 +14,9 @@ import pytest
 from idia.core.config import ConfigError
 from pipelines.cli import main as cli_main
 from pipelines.run import PipelineConfig, WorldSection, load_pipeline, run_pipeline
+from tests.support.pipeline_config import reduced_config, run_tables
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _config(out) -> PipelineConfig:
-    cache = str(out.parent / "text-cache")  # keep the test's text-embedding cache out of ~/.cache
-    return PipelineConfig(
-        out=str(out),
-        world=WorldSection(preset="reduced", train_preset="reduced", port=_free_port()),
-        mine={"buckets": 4},
-        download={"image_size": 64, "processes": 1, "threads": 8, "crop_to_bbox": False},
-        attack={
-            "k": [1, 3, 5, 10],
-            "draws": 5,
-            "num_candidates": 100,
-            "group_size": 4,
-            "n_workers": 1,
-            "cache_dir": cache,
-        },
-        headline_k=10,
-    )
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pipeline") / "run"
-    cfg = _config(out)
-    summary = run_pipeline(cfg)
-    return cfg, out, summary
 
 
 def test_pipeline_runs_end_to_end_and_members_score_above_non_members(run):
@@ -124,7 +91,7 @@ def test_pipeline_config_rejects_unknown_and_wired_keys(tmp_path):
     bad.write_text("out: x\nmine: {}\nattack: {}\nbogus: 1\n")
     with pytest.raises(ConfigError, match="bogus"):
         load_pipeline(bad)
-    cfg = _config(tmp_path / "r")
+    cfg = reduced_config(tmp_path / "r")
     cfg.mine = {"out": "/elsewhere"}
     with pytest.raises(ConfigError, match="set by the pipeline"):
         run_pipeline(cfg)
@@ -292,10 +259,6 @@ def test_run_folder_on_object_storage_gives_the_same_results(run, s3):
     """The same pipeline with its run folder on an S3 endpoint (moto's server on 127.0.0.1, through s3fs): every
     stage reads and writes the bucket, and the headline and every table equal the local run's. The world and the
     tiny CLIP stay local (world_dir: the local run's own, so neither is made again)."""
-    import fsspec
-
-    from tests.support.s3_server import run_data
-
     cfg, out, summary = run
     url = s3.url("runs", "demo")
     remote_cfg = dataclasses.replace(cfg, out=url, world_dir=str(out), storage_options=s3.options)
@@ -308,15 +271,7 @@ def test_run_folder_on_object_storage_gives_the_same_results(run, s3):
         assert fs.exists(f"{root}/{name}"), name
     assert not fs.exists(f"{root}/world") and not fs.exists(f"{root}/model")  # kept local, in world_dir
 
-    def tables(fs_, base):
-        data = run_data(fs_, base)
-        out_ = {k: v for k, v in data.items() if k.endswith(".parquet") and k.split("/")[0] != "world"}
-        for k in out_:
-            if k.startswith("download/shards/"):  # img2dataset writes a shard's rows as its threads finish them
-                out_[k] = sorted(out_[k], key=lambda r: r["key"])
-        return out_
-
-    remote, local = tables(fs, root), tables(fsspec.filesystem("file"), str(out))
+    remote, local = run_tables(root, fs), run_tables(str(out))
     assert sorted(remote) == sorted(local)
     different = sorted(k for k in remote if remote[k] != local[k])
     assert different == [], different

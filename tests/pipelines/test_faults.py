@@ -1,0 +1,172 @@
+"""Faults during a whole `idia run` (the reduced world, real engines): Ctrl-C and SIGTERM in each stage, a corrupt
+completion marker, a truncated webdataset shard, a full disk. Each ends with a clear message and nothing
+half-written in view, and the run that follows completes with the same tables as the undisturbed run (compared row
+by row: `run_tables`). Fault injection lives here, in the tests (signals, a tmpfs, files cut short), never in idia.
+
+The world and the tiny CLIP are the undisturbed run's own (`world_dir`), so the faults hit the pipeline's stages."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from idia.core.config import to_dict
+from pipelines.run import run_pipeline
+from tests.support.pipeline_config import run_tables
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _config_file(cfg, out: Path, folder: Path) -> Path:
+    """The undisturbed run's config with another run folder (the same world, model and loopback port)."""
+    data = to_dict(dataclasses.replace(cfg, out=str(out), world_dir=str(Path(cfg.out))))
+    path = folder / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _hidden_leftovers(out: Path) -> list[str]:
+    """Temporary files of atomic writes, and lock files, left in view after a run ended."""
+    return sorted(
+        str(p.relative_to(out.parent))
+        for p in out.parent.rglob("*")
+        if p.name.endswith(".tmp") or "idia-lock" in p.name
+    )
+
+
+def _interrupt(config: Path, stage: str, sig: int, delay: float) -> str:
+    """Start `idia run`, wait for `stage`'s header, send `sig` (SIGINT to the process group, as Ctrl-C does;
+    SIGTERM to the command, as a scheduler does); the command's output."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "run", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=str(ROOT),
+        start_new_session=True,
+        text=True,
+    )
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if f"] {stage} ===" in line:
+            break
+    time.sleep(delay)
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    rest = proc.communicate(timeout=180)[0]
+    output = "".join(lines) + rest
+    expected = 130 if sig == signal.SIGINT else 143
+    assert proc.returncode == expected, output[-3000:]
+    return output
+
+
+def test_ctrl_c_and_sigterm_in_each_stage_then_rerun_give_the_undisturbed_tables(run, tmp_path):
+    cfg, out, _ = run
+    config = _config_file(cfg, tmp_path / "run", tmp_path)
+    for stage, sig, delay in (
+        ("mine", signal.SIGINT, 2.0),
+        ("download", signal.SIGTERM, 1.0),
+        ("attack", signal.SIGINT, 3.0),
+        ("attack", signal.SIGTERM, 1.0),
+    ):
+        output = _interrupt(config, stage, sig, delay)
+        what = "interrupted" if sig == signal.SIGINT else "terminated (SIGTERM)"
+        assert f"idia run: {what}; finished units are kept" in output and "Traceback" not in output
+        assert _hidden_leftovers(tmp_path / "run") == []  # no temporary file and no lock left behind
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=str(ROOT),
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert run_tables(str(tmp_path / "run")) == run_tables(str(out))
+
+
+def test_a_corrupt_completion_marker_reruns_that_stage_only(run):
+    cfg, out, _ = run
+    before = run_tables(str(out))
+    marker = out / "evaluate" / "_done" / "stage.json"
+    marker.write_text('{"fingerprint": "trunc')  # cut short: not a marker
+    again = run_pipeline(cfg)
+    assert again["stages"]["attack"]["groups_run"] == 0  # the stages before it resume from their markers
+    assert json.loads(marker.read_text())["fingerprint"]  # evaluate ran again and wrote a whole marker
+    assert run_tables(str(out)) == before
+
+
+def test_a_truncated_shard_stops_the_attack_naming_it_and_a_fresh_download_recovers(run, tmp_path):
+    from idia.core.errors import UserError
+    from jobs.attack import run_attack
+    from jobs.download import run_download
+    from pipelines.run import plan_pipeline
+
+    cfg, out, _ = run
+    folder = tmp_path / "run"
+    shutil.copytree(out, folder, ignore=shutil.ignore_patterns("world", "model", "attack", "evaluate"))
+    shard = sorted((folder / "download" / "shards").glob("*.tar"))[0]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 3])  # a disk fault: the tar cut short
+    plan = plan_pipeline(dataclasses.replace(cfg, out=str(folder), world_dir=str(out)))
+    with pytest.raises(UserError, match=rf"{shard.name}: .*(truncated|corrupt).*rerun the download"):
+        run_attack(plan.attack, progress=False)
+    assert not (folder / "attack" / "attacks.parquet").exists()
+    # what the message says: the shard's files removed, the download rerun (it fetches that shard only), then the attack
+    for f in shard.parent.glob(shard.stem + "*"):
+        f.unlink()
+    from idia.world.server import LoopbackServer
+
+    w = plan.world[0]
+    with LoopbackServer(plan.world[3], host=w.host, port=w.port):
+        run_download(plan.download)
+    run_attack(plan.attack, progress=False)
+    from idia.evaluate.stage import run_evaluate
+
+    run_evaluate(plan.evaluate)
+    got = {k: v for k, v in run_tables(str(folder)).items() if not k.startswith("compare/")}
+    assert got == {k: v for k, v in run_tables(str(out)).items() if k in got} and "attack/attacks.parquet" in got
+
+
+def test_a_full_disk_stops_with_a_clear_message_and_frees_nothing_half_written(run, tmp_path):
+    """The run folder on a 1 MB tmpfs (a real full disk): the run stops with the OS's "No space left on device" named,
+    keeps only whole files; with the disk made larger the same command then completes with the undisturbed tables."""
+    cfg, out, _ = run
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip()}): the full-disk test needs root")
+    try:
+        config = _config_file(cfg, disk / "run", tmp_path)
+        full = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "run", str(config)],
+            capture_output=True,
+            text=True,
+            cwd=str(ROOT),
+            timeout=600,
+        )
+        text = full.stdout + full.stderr
+        assert full.returncode != 0 and "No space left on device" in text, text[-3000:]
+        assert "Traceback" not in text, text[-3000:]
+        assert [p for p in (disk / "run").rglob("*") if p.name.endswith(".tmp")] == []
+        # space freed (the same disk made larger), the same command resumes and completes
+        subprocess.run(["mount", "-o", "remount,size=400m", str(disk)], check=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "run", str(config)], capture_output=True, text=True, cwd=str(ROOT)
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert run_tables(str(disk / "run")) == run_tables(str(out))
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
