@@ -166,6 +166,15 @@ class StagedWriter:
         self.tmp.unlink(missing_ok=True)
 
 
+def _staged_whole(path: str, size: int | None) -> bool:
+    """The staged file is there with the size its marker recorded (a file cut short by a disk fault is redone)."""
+    loc = storage.location(path)
+    try:
+        return size is None or loc.stat().st_size == size
+    except (OSError, FileNotFoundError):
+        return False
+
+
 def _resumed(ctx: ScanContext, unit: ScanUnit, row: dict) -> dict | None:
     """The stats row of a unit a killed run finished (its marker and staged file are there), else None."""
     done = resume.read_marker(ctx.units_dir, unit.name, ctx.fingerprint)
@@ -173,7 +182,7 @@ def _resumed(ctx: ScanContext, unit: ScanUnit, row: dict) -> dict | None:
         if (
             done
             and done["rows_read"] == unit.n_rows
-            and (done["path"] is None or storage.location(done["path"]).exists())
+            and (done["path"] is None or _staged_whole(done["path"], done.get("bytes")))
         ):
             return (
                 row
@@ -272,6 +281,7 @@ def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
         ctx.units_dir,
         unit.name,
         ctx.fingerprint,
-        {k: row[k] for k in (*COUNTERS, "path", "bucket_batches", "also_counts")},
+        {k: row[k] for k in (*COUNTERS, "path", "bucket_batches", "also_counts")}
+        | {"bytes": storage.location(path).stat().st_size if path else None},
     )
     return row

@@ -76,3 +76,31 @@ def test_a_mining_run_on_a_folder_in_use_stops_before_any_work(tmp_path):
         lock.release(out)
     assert r.returncode == 2 and "one run per output folder" in r.stderr
     assert not (out / "counts.parquet").exists()
+
+
+@pytest.mark.slow
+def test_a_second_mine_on_the_same_out_while_the_first_runs_stops_at_once_naming_it(tmp_path):
+    """Two real `idia mine` processes on one --out: the second stops within seconds, naming the first's pid; the
+    first finishes undisturbed."""
+    import time
+
+    from idia.mine.sample import SampleConfig, generate
+
+    generate(SampleConfig(out=str(tmp_path / "s"), shards=4, rows_per_shard=20_000, names=30, seed=2))
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "pipelines.cli", "mine", "--shards", str(tmp_path / "s" / "shards")]
+    args += ["--names", str(tmp_path / "s" / "names.csv"), "--out", str(out), "--master", "local[1]"]
+    first = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lock_file = out.parent / ".out.idia-lock.json"
+    deadline = time.time() + 120
+    while not lock_file.exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert lock_file.exists(), "the first run never took its lock"
+    t0 = time.time()
+    second = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    took = time.time() - t0
+    assert second.returncode == 2 and f"in use by pid {first.pid}" in second.stderr, second.stderr[-2000:]
+    assert first.poll() is None, "the first run ended before the second was refused: make its input larger"
+    assert took < 30
+    assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
+    assert (out / "counts.parquet").is_file() and not lock_file.exists()
