@@ -12,7 +12,7 @@ from typing import Iterator
 
 from idia.mine.config import MineConfig
 from idia.mine.stage import run_mine as _run_mine
-from jobs.spark_session import check_executors, get_spark, spark_progress
+from jobs.spark_session import check_executors, get_spark, java_error_line, spark_progress
 
 
 def _partition(fn, bcast, tasks: Iterator) -> Iterator[dict]:
@@ -39,6 +39,19 @@ class SparkExecutor:
             rdd = sc.parallelize(list(tasks), len(tasks)).mapPartitions(functools.partial(_partition, fn, bcast))
             with spark_progress(self.spark, desc, len(tasks)):
                 return rdd.collect()
+        except Exception as exc:
+            from py4j.protocol import Py4JJavaError
+
+            if not isinstance(exc, Py4JJavaError):
+                raise
+            if "No space left on device" in str(exc):
+                raise  # the command names a full disk itself
+            from idia.core.errors import UserError
+
+            raise UserError(
+                f"spark: {desc} failed after Spark's retries: {java_error_line(exc)}; the units that finished are "
+                "kept: rerun the same command to resume"
+            ) from None
         finally:
             bcast.destroy()
 

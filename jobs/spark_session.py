@@ -217,7 +217,7 @@ def spark_progress(spark, desc: str, total: int, every_s: float = 0.5):
             pass
 
 
-def _java_error_line(exc: BaseException) -> str:
+def java_error_line(exc: BaseException) -> str:
     """The informative line of a Py4J/Spark error (the Python exception or the failed program), not its stack."""
     import re
 
@@ -270,7 +270,7 @@ def check_executors(spark, modules: tuple[str, ...] | None = None, timeout_s: fl
             "spark.executor.memory, spark.executor.cores, spark.cores.max); see the master's web UI"
         )
     if "error" in result:
-        raise UserError(f"spark: executors cannot run this job's Python: {_java_error_line(result['error'])}; {hint}")
+        raise UserError(f"spark: executors cannot run this job's Python: {java_error_line(result['error'])}; {hint}")
     driver = {}
     for m in PINNED:
         try:
