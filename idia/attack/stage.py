@@ -61,10 +61,6 @@ def run_attack(cfg: AttackConfig, executor: Callable[[], AbstractContextManager[
     if cfg.force:
         for old in (out / files.PARTS_DIR, out / files.PREDICTIONS_DIR):
             storage.rmtree(old)
-    storage.makedirs(out)
-    write_parquet(cands, out / files.CANDIDATES_PARQUET)
-    # The same list as text, one name a line: reusable as --candidates in another run.
-    write_text("".join(f"{n}\n" for n in names), out / files.CANDIDATES_TXT)
     true_index = {iid: i for i, iid in enumerate(cands.column("identity_id").to_pylist()) if iid is not None}
     ids = sorted(identities.column("identity_id").to_pylist())
     refs, img_stats = list_images(cfg.images, ids)
@@ -91,6 +87,23 @@ def run_attack(cfg: AttackConfig, executor: Callable[[], AbstractContextManager[
     finished = {g.index: resume.read_marker(parts / files.DONE_DIR, g.unit, folder.fingerprint) for g in groups}
     todo = [g for g in groups if not (finished[g.index] and finished[g.index].get("input_hash") == g.input_hash)]
     group_stats = [finished[g.index]["stats"] for g in groups if g not in todo]
+    stats_path = out / files.STATS_JSON
+    if not todo and folder.done() and stats_path.exists() and (out / files.ATTACKS_PARQUET).exists():
+        # finished, and every group's images are as they were: nothing is computed or written again
+        summary = json.loads(stats_path.read_text())
+        folder.release()
+        return {
+            **summary,
+            "groups_run": 0,
+            "groups_resumed": len(groups),
+            "text_prompts_computed": 0,
+            "text_cache_hit": None,
+            "resumed": True,
+        }
+    storage.makedirs(out)
+    write_parquet(cands, out / files.CANDIDATES_PARQUET)
+    # The same list as text, one name a line: reusable as --candidates in another run.
+    write_text("".join(f"{n}\n" for n in names), out / files.CANDIDATES_TXT)
     ctx = AttackContext(
         model=ModelSpec(cfg.model, cfg.pretrained, cfg.init_seed, cfg.device, cfg.precision, cfg.torch_threads),
         templates=tuple(templates),

@@ -192,6 +192,13 @@ def run_download(cfg: DownloadConfig, fetch: Fetcher) -> dict:
         for old in (files.SHARDS_DIR, files.ROUNDS_DIR, files.REQUESTS_PARQUET, files.REQUESTS_JSON):
             p = out / old
             storage.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    report_path = out / files.REPORT_JSON
+    if not cfg.force and not cfg.retry_failed and folder.done() and report_path.exists():
+        shards = out / files.SHARDS_DIR
+        if all(len(finished_shards(shards, r)) == r["n_shards"] for r in read_rounds(out)):
+            report = json.loads(report_path.read_text())  # finished: nothing is fetched or written again
+            folder.release()
+            return {**report, "resumed": True}
     storage.makedirs(out)
     write_json({"config": to_dict(cfg), "provenance": provenance()}, out / files.CONFIG_JSON)
     t0 = time.time()

@@ -8,6 +8,7 @@ read once, by the merge, and parquet's encoding and statistics cost ~8% of a sca
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -162,8 +163,19 @@ class StagedWriter:
 
     def abort(self) -> None:
         if self.writer is not None:
-            self.writer.close()
+            try:
+                self.writer.close()
+            except OSError:  # a full disk fails the close too; the file goes anyway
+                pass
         self.tmp.unlink(missing_ok=True)
+
+
+#: The prefix of a unit's error when its staging disk is full (the driver raises ENOSPC instead of blaming the input).
+NO_SPACE = "No space left on device"
+
+
+def disk_full(exc: BaseException) -> bool:
+    return (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or NO_SPACE in str(exc)
 
 
 def _staged_whole(path: str, size: int | None) -> bool:
@@ -268,6 +280,8 @@ def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
         path = out.close()
     except Exception as exc:  # reported to the driver, which names the file (or skips it with --skip-bad-files)
         out.abort()
+        if disk_full(exc):  # not the input's fault: the driver stops the run naming the disk
+            return row | {k: int(st[k]) for k in COUNTERS} | {"error": f"{NO_SPACE}: {exc}"}
         st["task_ms"] = int((time.perf_counter() - t_start) * 1000)
         span = f"{unit.rg0}{f'-{unit.rg1}' if unit.rg1 > unit.rg0 else ''}"
         return row | {k: int(st[k]) for k in COUNTERS} | {"error": f"row group {span}: {type(exc).__name__}: {exc}"}

@@ -9,6 +9,7 @@ a killed run resumable per unit. The engine (jobs/mine.py: Spark) only maps the 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -37,7 +38,7 @@ from idia.mine.match import check_patterns
 from idia.mine.merge import MERGED, MergeContext, MergeTask, merge_task, read_counts, staged_parts
 from idia.mine.names import parse_names
 from idia.mine.plan import inspect_footers, plan_units, resolve_inputs, task_rows_for
-from idia.mine.scan import COUNTERS, UNIT_STATS, ScanContext, scan_unit
+from idia.mine.scan import COUNTERS, NO_SPACE, UNIT_STATS, ScanContext, scan_unit
 from schemas import COLUMN_MAPPINGS, COUNTS, MODE_COUNTS, files
 from schemas.validate import conform
 
@@ -149,6 +150,9 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
         timings["scan_s"] = round(time.time() - t_stage, 3)
         # Per-unit errors (a corrupt page in a file whose footer was fine): name the file, or skip the file whole.
         errors = sorted((r for r in stats_rows if r["error"]), key=lambda r: (r["file_index"], r["unit"]))
+        full = next((r["error"] for r in errors if r["error"].startswith(NO_SPACE)), None)
+        if full:
+            raise OSError(errno.ENOSPC, full, str(staging))
         if errors and not cfg.skip_bad_files:
             raise InputFileError(
                 f"{paths[errors[0]['file_index']]}: cannot read: {errors[0]['error']}; use --skip-bad-files to skip it"

@@ -139,33 +139,58 @@ def test_a_truncated_shard_stops_the_attack_naming_it_and_a_fresh_download_recov
     assert got == {k: v for k, v in run_tables(str(out)).items() if k in got} and "attack/attacks.parquet" in got
 
 
-def test_a_full_disk_stops_with_a_clear_message_and_frees_nothing_half_written(run, tmp_path):
-    """The run folder on a 1 MB tmpfs (a real full disk): the run stops with the OS's "No space left on device" named,
-    keeps only whole files; with the disk made larger the same command then completes with the undisturbed tables."""
+def _fill(disk: Path, leave: int) -> Path:
+    """A ballast file that takes the disk's free space but `leave` bytes."""
+    ballast = disk / "ballast"
+    with open(ballast, "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+    with open(ballast, "r+b") as fh:
+        fh.truncate(max(0, ballast.stat().st_size - leave))
+    return ballast
+
+
+def _cli_run(config: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", str(config)], capture_output=True, text=True, cwd=str(ROOT)
+    )
+
+
+def test_a_full_disk_in_each_stage_stops_with_one_line_and_the_rerun_completes(run, tmp_path):
+    """The run folder on a tmpfs (a real disk) filled to a few KB, stage by stage (evaluate, then attack, download,
+    mine: each time that stage and those after it start over): the run stops in that stage with one line naming
+    "No space left on device" and keeps only whole files; with the space back the same command completes, with
+    the undisturbed run's tables."""
+    from schemas.files import RUN_STAGE_DIRS
+
     cfg, out, _ = run
     disk = tmp_path / "disk"
     disk.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)], capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip()}): the full-disk test needs root")
     try:
         config = _config_file(cfg, disk / "run", tmp_path)
-        full = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "run", str(config)],
-            capture_output=True,
-            text=True,
-            cwd=str(ROOT),
-            timeout=600,
-        )
-        text = full.stdout + full.stderr
-        assert full.returncode != 0 and "No space left on device" in text, text[-3000:]
-        assert "Traceback" not in text, text[-3000:]
-        assert [p for p in (disk / "run").rglob("*") if p.name.endswith(".tmp")] == []
-        # space freed (the same disk made larger), the same command resumes and completes
-        subprocess.run(["mount", "-o", "remount,size=400m", str(disk)], check=True)
-        done = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "run", str(config)], capture_output=True, text=True, cwd=str(ROOT)
-        )
+        first = _cli_run(config)
+        assert first.returncode == 0, first.stderr[-3000:]
+        order = ["mine", "download", "attack", "evaluate"]
+        for stage in reversed(order):
+            for later in order[order.index(stage) :]:
+                shutil.rmtree(disk / "run" / RUN_STAGE_DIRS[later], ignore_errors=True)
+            ballast = _fill(disk, leave=8192)
+            full = _cli_run(config)
+            ballast.unlink()
+            text = full.stdout + full.stderr
+            headers = [ln for ln in full.stdout.splitlines() if ln.startswith("=== [") and "done in" not in ln]
+            assert full.returncode == 2 and "idia run: error: No space left on device" in full.stderr, text[-3000:]
+            assert headers[-1].endswith(f"] {stage} ==="), (stage, headers)  # it stopped in that stage
+            assert "Traceback" not in text, text[-3000:]
+            assert [p for p in (disk / "run").rglob("*") if p.name.endswith(".tmp")] == []
+        done = _cli_run(config)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert run_tables(str(disk / "run")) == run_tables(str(out))
     finally:
