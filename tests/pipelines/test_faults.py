@@ -97,6 +97,31 @@ def test_ctrl_c_and_sigterm_in_each_stage_then_rerun_give_the_undisturbed_tables
     assert run_tables(str(tmp_path / "run")) == run_tables(str(out))
 
 
+def test_interrupted_while_the_world_is_made_and_the_model_trained_the_rerun_gives_the_same_model(run, tmp_path):
+    """SIGTERM while the synthetic world is generated and Ctrl-C while the tiny CLIP trains (this run makes its own
+    world and model): the rerun gives the undisturbed run's world files, model weights and tables."""
+    cfg, out, _ = run
+    data = to_dict(dataclasses.replace(cfg, out=str(tmp_path / "run")))
+    config = tmp_path / "own-world.yaml"
+    config.write_text(yaml.safe_dump(data))
+    for stage, sig, delay in (("world", signal.SIGTERM, 0.3), ("train", signal.SIGINT, 2.0)):
+        output = _interrupt(config, stage, sig, delay)
+        assert "finished units are kept" in output and "Traceback" not in output
+        assert _hidden_leftovers(tmp_path / "run") == []
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", str(config)], capture_output=True, text=True, cwd=str(ROOT)
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    new, old = tmp_path / "run", Path(out)
+    assert (new / "model" / "open_clip_model.safetensors").read_bytes() == (
+        old / "model" / "open_clip_model.safetensors"
+    ).read_bytes()
+    for f in sorted((old / "world").rglob("*")):
+        if f.is_file() and f.suffix in (".parquet", ".csv", ".tsv", ".jpg"):
+            assert (new / "world" / f.relative_to(old / "world")).read_bytes() == f.read_bytes(), f
+    assert run_tables(str(new)) == run_tables(str(old))
+
+
 def test_a_corrupt_completion_marker_reruns_that_stage_only(run):
     cfg, out, _ = run
     before = run_tables(str(out))

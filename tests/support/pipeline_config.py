@@ -34,13 +34,14 @@ def reduced_config(out) -> PipelineConfig:
 
 def run_tables(root: str, fs=None) -> dict[str, list]:
     """Every table a run folder's stages wrote (parquet rows by relative path; the world and the model left out, run
-    records and hidden files too), on local disk or under bucket/prefix `root` of `fs`. img2dataset writes a shard's
+    records and hidden files too; mine's source_file, the path a shard was read from, too), on local disk or under
+    bucket/prefix `root` of `fs`. img2dataset writes a shard's
     rows as its threads finish them: those are compared sorted by key."""
     import fsspec
 
     from tests.support.s3_server import run_data
 
-    data = run_data(fs or fsspec.filesystem("file"), root)
+    data = run_data(fs or fsspec.filesystem("file"), root, drop_columns=("source_file",))  # where shards were read
     out = {k: v for k, v in data.items() if k.endswith(".parquet") and k.split("/")[0] not in ("world", "model")}
     for k in out:
         if k.startswith("download/shards/"):
