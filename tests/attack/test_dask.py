@@ -210,6 +210,30 @@ def test_a_worker_killed_midway_gives_the_same_tables(world):
     assert "identities_attacked" in output  # the one-screen summary
 
 
+def test_the_client_killed_as_its_merge_starts_reruns_to_the_same_tables(world):
+    """kill -9 of the `idia attack` client (its process group; the Dask workers live on) once every group is done,
+    as the merge starts: the rerun recomputes nothing, merges, and gives the tables of an undisturbed run."""
+    from tests.support.processes import kill_group_when
+
+    d, spec, cluster = world
+    if not (d / "out1" / "attacks.parquet").exists():
+        run_attack(_cfg(d, spec, cluster, d / "out1"), progress=False)
+    out = d / "client-killed"
+    cmd = [sys.executable, "-m", "pipelines.cli", "attack", "--images", str(d / "images"), "--identities"]
+    cmd += [str(d / "ids.parquet"), "--model", spec, "--out", str(out), "--k", "1,3,5", "--draws", "4"]
+    cmd += ["--num-candidates", "40", "--cache-dir", str(d / "cache"), "--group-size", "1", "--min-images", "3"]
+    cmd += ["--batch-size", "4", "--scheduler", cluster.address, "--quiet"]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(ROOT), start_new_session=True
+    )
+    markers = out / "parts" / "_done"
+    kill_group_when(proc, lambda: markers.exists() and len(list(markers.glob("group-*.json"))) == 12, 180, poll=0.005)
+    assert not (out / "stats.json").exists()  # killed before the merge finished
+    again = run_attack(_cfg(d, spec, cluster, out), progress=False)
+    assert again["groups_run"] == 0 and again["groups_resumed"] == 12
+    _same_tables(d / "out1", out)
+
+
 def test_the_stage_without_an_engine_gives_the_dask_tables(world):
     """The attack logic is plain functions: on the in-process executor it writes the same tables as on Dask."""
     from contextlib import nullcontext

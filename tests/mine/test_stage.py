@@ -457,3 +457,40 @@ def test_a_spark_python_worker_killed_mid_scan_fails_cleanly_and_the_rerun_is_ex
         for r in pq.read_table(out / "counts.parquet").to_pylist()
     }
     assert counts == summary["expected"]["normalized"]
+
+
+def test_driver_killed_mid_merge_reruns_to_the_same_outputs(spark_local, tmp_path):
+    """kill -9 of the whole mining run (driver, JVM, workers) once the merge has written its first bucket: the rerun
+    finishes from the staged units and gives the same outputs as an undisturbed run."""
+    from tests.support.s3_server import run_data
+
+    generate(SampleConfig(out=str(tmp_path / "s"), shards=4, rows_per_shard=5000, names=30, seed=8, row_group_size=500))
+    base = ["--shards", str(tmp_path / "s" / "shards"), "--names", str(tmp_path / "s" / "names.csv")]
+    base += ["--buckets", "16", "--task-rows", "1000"]
+
+    def cfg(out):
+        return MineConfig(
+            shards=[str(tmp_path / "s" / "shards")],
+            names=str(tmp_path / "s" / "names.csv"),
+            out=str(out),
+            buckets=16,
+            task_rows=1000,
+        )
+
+    run_mine(cfg(tmp_path / "undisturbed"), spark=spark_local)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "mine", *base, "--out", str(out), "--master", "local[1]"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    kill_group_when(proc, lambda: any(out.glob(".mine-staging-*/manifests/bucket=*/*.parquet")), 120, poll=0.01)
+    assert not (out / "stats.json").exists()  # killed before the merge finished
+    stats = run_mine(cfg(out), spark=spark_local)
+    assert stats["totals"]["units_resumed"] == stats["work_units"]  # the scan was not redone
+
+    import fsspec
+
+    fs = fsspec.filesystem("file")
+    assert run_data(fs, str(out)) == run_data(fs, str(tmp_path / "undisturbed"))
