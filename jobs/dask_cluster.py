@@ -128,6 +128,21 @@ def slurm_cluster(settings):
 
 
 @contextmanager
+def _sigint_ignored():
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+@contextmanager
 def dask_client(
     scheduler: str | None = None,
     n_workers: int | None = None,
@@ -167,8 +182,10 @@ def dask_client(
     }
     import dask
 
-    # Worker processes that may start processes of their own (the attack's image-decoding DataLoader)
-    with dask.config.set({"distributed.worker.daemon": False}):
+    # Worker processes that may start processes of their own (the attack's image-decoding DataLoader), started with
+    # SIGINT ignored (an ignored signal stays ignored in a child): Ctrl-C reaches the whole process group, and the
+    # client, not each worker printing its own traceback, closes the cluster.
+    with dask.config.set({"distributed.worker.daemon": False}), _sigint_ignored():
         cluster = None
         if n_gpu:
             try:

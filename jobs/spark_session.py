@@ -78,7 +78,8 @@ LOG_LEVELS = ("auto", "ERROR", "WARN", "INFO", "DEBUG")
 
 
 def _not_py4j_interrupt(record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith("KeyboardInterrupt while sending command")
+    """Drop what py4j logs on the root logger (its "... while sending command" tracebacks when the JVM goes)."""
+    return "py4j" not in record.pathname.replace("\\", "/").split("/")
 
 
 def get_spark(

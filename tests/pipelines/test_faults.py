@@ -45,9 +45,11 @@ def _hidden_leftovers(out: Path) -> list[str]:
     )
 
 
-def _interrupt(config: Path, stage: str, sig: int, delay: float) -> str:
-    """Start `idia run`, wait for `stage`'s header, send `sig` (SIGINT to the process group, as Ctrl-C does;
-    SIGTERM to the command, as a scheduler does); the command's output."""
+def _interrupt(config: Path, stage: str, sig: int, ready) -> str:
+    """Start `idia run`, wait for `stage`'s header and then until `ready()` (the stage is at work: a file it writes
+    while working), send `sig` (SIGINT to the process group, as Ctrl-C does; SIGTERM to the command, as a scheduler
+    does); the command's output. (A fixed delay after the header could land while Spark's JVM is still starting on
+    a loaded machine, which is a different fault: see the closing note.)"""
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "run", str(config)],
         stdout=subprocess.PIPE,
@@ -61,7 +63,9 @@ def _interrupt(config: Path, stage: str, sig: int, delay: float) -> str:
         lines.append(line)
         if f"] {stage} ===" in line:
             break
-    time.sleep(delay)
+    deadline = time.time() + 120
+    while not ready() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
     if sig == signal.SIGINT:
         os.killpg(proc.pid, sig)
     else:
@@ -76,13 +80,21 @@ def _interrupt(config: Path, stage: str, sig: int, delay: float) -> str:
 def test_ctrl_c_and_sigterm_in_each_stage_then_rerun_give_the_undisturbed_tables(run, tmp_path):
     cfg, out, _ = run
     config = _config_file(cfg, tmp_path / "run", tmp_path)
-    for stage, sig, delay in (
-        ("mine", signal.SIGINT, 2.0),
-        ("download", signal.SIGTERM, 1.0),
-        ("attack", signal.SIGINT, 3.0),
-        ("attack", signal.SIGTERM, 1.0),
+    r = tmp_path / "run"
+
+    def group_markers() -> int:
+        return len(list((r / "attack" / "parts" / "_done").glob("group-*.json")))
+
+    def more_groups_than(n: int):
+        return lambda: group_markers() > n
+
+    for stage, sig, ready in (
+        ("mine", signal.SIGINT, lambda: any(r.glob("mine/.mine-staging-*/units/*.json"))),
+        ("download", signal.SIGTERM, lambda: (r / "download" / "rounds" / "000" / "round.json").exists()),
+        ("attack", signal.SIGINT, more_groups_than(0)),
+        ("attack", signal.SIGTERM, more_groups_than(group_markers())),
     ):
-        output = _interrupt(config, stage, sig, delay)
+        output = _interrupt(config, stage, sig, ready)
         what = "interrupted" if sig == signal.SIGINT else "terminated (SIGTERM)"
         assert f"idia run: {what}; finished units are kept" in output and "Traceback" not in output
         assert _hidden_leftovers(tmp_path / "run") == []  # no temporary file and no lock left behind
@@ -104,8 +116,12 @@ def test_interrupted_while_the_world_is_made_and_the_model_trained_the_rerun_giv
     data = to_dict(dataclasses.replace(cfg, out=str(tmp_path / "run")))
     config = tmp_path / "own-world.yaml"
     config.write_text(yaml.safe_dump(data))
-    for stage, sig, delay in (("world", signal.SIGTERM, 0.3), ("train", signal.SIGINT, 2.0)):
-        output = _interrupt(config, stage, sig, delay)
+    r = tmp_path / "run"
+    for stage, sig, ready in (
+        ("world", signal.SIGTERM, lambda: any((r / "world").rglob("*.jpg"))),
+        ("train", signal.SIGINT, lambda: time.sleep(1.5) is None),  # training writes nothing while it runs
+    ):
+        output = _interrupt(config, stage, sig, ready)
         assert "finished units are kept" in output and "Traceback" not in output
         assert _hidden_leftovers(tmp_path / "run") == []
     done = subprocess.run(
