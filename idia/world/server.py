@@ -68,6 +68,15 @@ class _Server(ThreadingHTTPServer):
     requests: list[str]
     lock: threading.Lock
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that hung up mid-answer (a download stopped or bounded) is not an error worth a traceback."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class LoopbackServer:
     """`with LoopbackServer(root) as srv: srv.url("a.jpg")` serves `root` on 127.0.0.1 in a thread."""
