@@ -130,48 +130,41 @@ def copytree(src: Path, dest: Path) -> list[str]:
     return done
 
 
+def _read(path: str | os.PathLike, reader, **kwargs: Any):
+    """`reader(path_or_file, **kwargs)` on a local path, or on the file object of a URL / UPath."""
+    p = location(path)
+    if not remote(p):
+        return reader(p, **kwargs)
+    with p.open("rb") as fh:
+        return reader(fh, **kwargs)
+
+
 def read_parquet(path: str | os.PathLike, **kwargs: Any):
     """pyarrow.parquet.read_table of a local path or a URL / UPath (read through its filesystem's file object)."""
     import pyarrow.parquet as pq
 
-    p = location(path)
-    if not remote(p):
-        return pq.read_table(p, **kwargs)
-    with p.open("rb") as fh:
-        return pq.read_table(fh, **kwargs)
+    return _read(path, pq.read_table, **kwargs)
 
 
 def read_csv(path: str | os.PathLike, **kwargs: Any):
     """pandas.read_csv of a local path or a URL / UPath."""
     import pandas as pd
 
-    p = location(path)
-    if not remote(p):
-        return pd.read_csv(p, **kwargs)
-    with p.open("rb") as fh:
-        return pd.read_csv(fh, **kwargs)
+    return _read(path, pd.read_csv, **kwargs)
 
 
 def read_schema(path: str | os.PathLike):
     """The Arrow schema in a parquet file's footer (local path or URL)."""
     import pyarrow.parquet as pq
 
-    p = location(path)
-    if not remote(p):
-        return pq.read_schema(p)
-    with p.open("rb") as fh:
-        return pq.read_schema(fh)
+    return _read(path, pq.read_schema)
 
 
 def parquet_rows(path: str | os.PathLike) -> int:
     """The row count in a parquet file's footer (local path or URL)."""
     import pyarrow.parquet as pq
 
-    p = location(path)
-    if not remote(p):
-        return pq.read_metadata(p).num_rows
-    with p.open("rb") as fh:
-        return pq.ParquetFile(fh).metadata.num_rows
+    return _read(path, pq.read_metadata).num_rows
 
 
 def local_only(x: str | os.PathLike, what: str) -> Path:
