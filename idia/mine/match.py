@@ -30,10 +30,10 @@ import ahocorasick_rs
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from idia.core.errors import InputFileError
-from idia.mine.normalize import normalize_array
+from idia.mine.normalize import Haystack, haystacks, normalize_array, string_buffers
 
 MODES = ("normalized", "paper", "literal", "fuzzy")
 
@@ -101,19 +101,6 @@ MATCH_SCHEMA = pa.schema(
         pa.field("match_score", pa.float64()),
     ]
 )
-
-
-def _string_buffers(arr: pa.Array) -> tuple[np.ndarray, memoryview]:
-    """Offsets (int64, len+1, relative to the data start) and data buffer of a string array, zero-copy."""
-    if pa.types.is_large_string(arr.type):
-        dtype = np.int64
-    else:
-        dtype = np.int32
-    bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=dtype)[arr.offset : arr.offset + len(arr) + 1].astype(np.int64)
-    data = memoryview(bufs[2]).cast("B") if bufs[2] is not None else memoryview(b"")
-    base = int(offsets[0]) if len(offsets) else 0
-    return offsets - base, data[base : int(offsets[-1]) if len(offsets) else 0]
 
 
 class Matcher:
@@ -203,22 +190,14 @@ class Matcher:
             return self._match_fuzzy(texts)
         if not self.keys or len(texts) == 0:
             return MATCH_SCHEMA.empty_table()
-        raw = self.mode in ("paper", "literal")
-        hay = texts if raw else normalize_array(texts, pad=True)
         rows = keys = np.zeros(0, np.int64)
         if self.automaton is not None:
-            offsets, data = _string_buffers(hay)
-            found = self.automaton.find_matches_as_indexes(data, overlapping=True)
-            if found:
-                arr = np.asarray(found, dtype=np.int64)
-                rows = np.searchsorted(offsets, arr[:, 1], side="right") - 1
-                if raw:
-                    # The raw buffer has no separators: drop matches that run across two captions.
-                    keep = arr[:, 2] <= offsets[rows + 1]
-                    arr, rows = arr[keep], rows[keep]
-                # Nulls occupy no bytes, so no match can land in one; valid rows only.
-                pos, cnt = _csr_positions(self._auto_start, arr[:, 0])  # each automaton string -> its keys
-                keys, rows = self._auto_keys[pos], np.repeat(rows, cnt)
+            found_rows, found_keys = [], []
+            for hay in haystacks(texts) if self.mode == "normalized" else [_raw_haystack(texts)]:
+                r, k = self._scan(hay)
+                found_rows.append(r if hay.rows is None else hay.rows[r])
+                found_keys.append(k)
+            rows, keys = np.concatenate(found_rows), np.concatenate(found_keys)
         if self.mode == "paper" and self._is_regex.any():
             rows, keys = self._verify(texts, rows, keys, empty_mask(texts) if blank is None else blank)
         if not len(rows):
@@ -226,6 +205,18 @@ class Matcher:
         # Each found key -> its members (CSR expansion), then one row per (row, identity), lowest rank kept.
         member, cnt = self._expand(keys)
         return self._table(np.repeat(rows, cnt), member, None)
+
+    def _scan(self, hay: Haystack) -> tuple[np.ndarray, np.ndarray]:
+        """One automaton pass over a haystack's whole buffer: (row, key) of every match inside one row."""
+        found = self.automaton.find_matches_as_indexes(hay.data, overlapping=True)
+        if not found:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        arr = np.asarray(found, dtype=np.int64)
+        rows = np.searchsorted(hay.starts, arr[:, 1], side="right") - 1
+        keep = arr[:, 2] <= hay.ends[rows]  # not across two captions
+        arr, rows = arr[keep], rows[keep]
+        pos, cnt = _csr_positions(self._auto_start, arr[:, 0])  # each automaton string -> its keys
+        return np.repeat(rows, cnt), self._auto_keys[pos]
 
     def _verify(
         self, texts: pa.Array, rows: np.ndarray, keys: np.ndarray, blank: np.ndarray
@@ -275,42 +266,121 @@ class Matcher:
 
     # ---------------------------------------------------------------- fuzzy mode
     def _build_blocks(self) -> None:
-        self._tok = [k.split(" ") for k in self.keys]
-        self._blocks: dict[str, set[tuple[int, int]]] = {}  # block key -> {(pattern, token position)}
-        for pidx, toks in enumerate(self._tok):
-            for pos, t in enumerate(toks):
-                for b in {t, t[:3] + "\x00"}:
-                    self._blocks.setdefault(b, set()).add((pidx, pos))
+        """Fuzzy blocking: a caption token shares a block with a name token when they are equal or (both 3 characters
+        or longer) start with the same 3 characters. Blocks are found for ASCII captions by packing each token's
+        first 3 bytes (or the short token whole) into an integer, for the others by one automaton over " abc" (a
+        token starting with a long name token's prefix) and " ab " (a short name token whole); each block lists its
+        (pattern, token position) pairs in CSR arrays."""
+        self._n_tok = np.array([len(k.split(" ")) for k in self.keys], np.int64)
+        self._key_chars = np.array([len(k) for k in self.keys], np.int64)
+        self._key_bytes = [k.encode("utf-8") for k in self.keys]
+        where: dict[str, list[tuple[int, int]]] = {}
+        for pidx, key in enumerate(self.keys):
+            for pos, t in enumerate(key.split(" ")):
+                where.setdefault(t[:3] if len(t) >= 3 else f"{t} ", []).append((pidx, pos))
+        pairs = [sorted(set(v)) for v in where.values()]
+        self._block_start = np.concatenate([[0], np.cumsum([len(v) for v in pairs])]).astype(np.int64)
+        self._block_pat = np.array([p for v in pairs for p, _ in v], np.int64)
+        self._block_pos = np.array([q for v in pairs for _, q in v], np.int64)
+        packed = {_pack(b.rstrip(" ").encode()): i for i, b in enumerate(where) if b.isascii()}
+        order = sorted(packed)
+        self._packed_keys = np.array(order, np.int64)
+        self._packed_block = np.array([packed[k] for k in order], np.int64)
+        self.automaton = (
+            ahocorasick_rs.BytesAhoCorasick(
+                [f" {b}".encode("utf-8") for b in where], matchkind=ahocorasick_rs.MatchKind.Standard
+            )
+            if where
+            else None
+        )
+
+    def _ascii_blocks(self, data: np.ndarray, tok_start: np.ndarray, tok_end: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(token, block) of every ASCII caption token that is in a block: its packed first 3 bytes looked up."""
+        size = np.minimum(tok_end - tok_start, 3)
+        key = size << 24
+        for j, shift in ((0, 16), (1, 8), (2, 0)):
+            b = data[np.minimum(tok_start + j, len(data) - 1)].astype(np.int64)
+            key |= np.where(size > j, b, 0) << shift
+        at = np.minimum(np.searchsorted(self._packed_keys, key), max(len(self._packed_keys) - 1, 0))
+        hit = np.flatnonzero(self._packed_keys[at] == key) if len(self._packed_keys) else np.zeros(0, np.int64)
+        return hit, self._packed_block[at[hit]]
 
     def _match_fuzzy(self, texts: pa.Array) -> pa.Table:
-        normed = normalize_array(texts).to_pylist()
-        hit_rows: list[int] = []
-        hit_pats: list[int] = []
-        hit_scores: list[float] = []
-        for r, text in enumerate(normed):
-            if not text:
-                continue
-            toks = text.split(" ")
-            tried: set[tuple[int, int]] = set()  # (pattern, window start)
-            for j, t in enumerate(toks):
-                for b in (t, t[:3] + "\x00"):
-                    for pidx, pos in self._blocks.get(b, ()):
-                        start = j - pos
-                        n = len(self._tok[pidx])
-                        if start < 0 or start + n > len(toks) or (pidx, start) in tried:
-                            continue
-                        tried.add((pidx, start))
-                        window = " ".join(toks[start : start + n])
-                        score = fuzz.ratio(self.keys[pidx], window, score_cutoff=self.threshold)
-                        if score:
-                            hit_rows.append(r)
-                            hit_pats.append(pidx)
-                            hit_scores.append(float(score))
-        if not hit_rows:
+        """Every caption window of a name's token length that shares a block with the name (by the same token
+        position) is scored with rapidfuzz's ratio on the normalised strings, all windows of a batch in one call."""
+        hit_rows, hit_pats, hit_scores = [], [], []
+        for hay in haystacks(texts) if self.automaton is not None else []:
+            rows, pats, scores = self._fuzzy_windows(hay)
+            hit_rows.append(rows if hay.rows is None else hay.rows[rows])
+            hit_pats.append(pats)
+            hit_scores.append(scores)
+        if not hit_rows or not sum(len(r) for r in hit_rows):
             return MATCH_SCHEMA.empty_table()
-        member, cnt = self._expand(np.asarray(hit_pats, np.int64))
-        rows = np.repeat(np.asarray(hit_rows, np.int64), cnt)
-        return self._table(rows, member, np.repeat(np.asarray(hit_scores, np.float64), cnt))
+        rows, pats, scores = np.concatenate(hit_rows), np.concatenate(hit_pats), np.concatenate(hit_scores)
+        member, cnt = self._expand(pats)
+        return self._table(np.repeat(rows, cnt), member, np.repeat(scores, cnt))
+
+    def _fuzzy_windows(self, hay: Haystack) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, pattern, score) of the windows of one haystack that reach the threshold."""
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
+        data = hay.data
+        space = data == ord(" ")
+        tok_start = np.flatnonzero(~space & np.r_[True, space[:-1]])  # every token's first byte
+        tok_end = np.flatnonzero(~space & np.r_[space[1:], True]) + 1  # one past its last byte
+        ascii_only = not len(data) or int(data.max()) < 0x80
+        if ascii_only:
+            token, block = self._ascii_blocks(data, tok_start, tok_end)
+        else:
+            found = self.automaton.find_matches_as_indexes(data, overlapping=True)
+            arr = np.asarray(found, dtype=np.int64).reshape(-1, 3)
+            token, block = np.searchsorted(tok_start, arr[:, 1] + 1), arr[:, 0]
+        if not len(token):
+            return empty
+        first = np.searchsorted(tok_start, hay.starts)  # each row's first token (global numbering)
+        n_tok = np.searchsorted(tok_start, hay.ends) - first
+        row = np.searchsorted(hay.starts, tok_start[token], side="right") - 1
+        token = token - first[row]  # the hit's token, counted in its row
+        pos, cnt = _csr_positions(self._block_start, block)  # each block -> its (pattern, token position) pairs
+        row, token = np.repeat(row, cnt), np.repeat(token, cnt)
+        pat, start = self._block_pat[pos], token - self._block_pos[pos]
+        length = self._n_tok[pat]
+        ok = (start >= 0) & (start + length <= n_tok[row])
+        row, pat, start, length = row[ok], pat[ok], start[ok], length[ok]
+        g = first[row] + start  # the window's first token (global numbering: it also says the row)
+        a, b = tok_start[g], tok_end[g + length - 1]
+        # ratio = 200 * matches / (len1 + len2) <= 200 * min(len1, len2) / (len1 + len2), in characters: windows whose
+        # length alone keeps them under the threshold are never scored (their score would be 0 at this cutoff).
+        if ascii_only:
+            w_len = b - a
+        else:
+            chars = np.cumsum((data & 0xC0) != 0x80, dtype=np.int64)
+            w_len = chars[b - 1] - chars[a - 1]
+        k_len = self._key_chars[pat]
+        fits = 200.0 * np.minimum(w_len, k_len) >= self.threshold * (w_len + k_len) - 1e-9
+        # Each (window, pattern) scored once (several blocks can propose it).
+        _, once = np.unique(g[fits] * len(self.keys) + pat[fits], return_index=True)
+        pick = np.flatnonzero(fits)[once]
+        if not len(pick):
+            return empty
+        row, pat, a, b = row[pick], pat[pick], a[pick], b[pick]
+        raw = data.tobytes()
+        if ascii_only:  # bytes are characters here: rapidfuzz compares them as they are, no decoding
+            windows = [raw[x:y] for x, y in zip(a.tolist(), b.tolist())]
+            keys = [self._key_bytes[p] for p in pat.tolist()]
+        else:
+            windows = [raw[x:y].decode("utf-8") for x, y in zip(a.tolist(), b.tolist())]
+            keys = [self.keys[p] for p in pat.tolist()]
+        scores = process.cpdist(
+            keys, windows, scorer=fuzz.ratio, score_cutoff=self.threshold, dtype=np.float64, workers=1
+        )
+        hit = (scores >= self.threshold) & (scores > 0)
+        return row[hit], pat[hit], scores[hit]
+
+
+def _pack(token: bytes) -> int:
+    """An ASCII token's block key: its first 3 bytes (fewer for a short token) and how many, as one integer."""
+    head = token[:3]
+    return (len(head) << 24) | sum(b << (16 - 8 * j) for j, b in enumerate(head))
 
 
 def _csr_positions(start: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -319,6 +389,14 @@ def _csr_positions(start: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.n
     cnt = start[idx + 1] - start[idx]
     ends = np.cumsum(cnt)
     return np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - cnt, cnt) + np.repeat(start[idx], cnt), cnt
+
+
+def _raw_haystack(texts: pa.Array) -> Haystack:
+    """The raw captions as one haystack (paper and literal modes): rows back to back, no boundary bytes."""
+    if texts.null_count:  # a null slot may own bytes: emptied first
+        texts = pc.fill_null(texts, "")
+    offsets, data = string_buffers(texts)
+    return Haystack(data, offsets[:-1], offsets[1:], None)
 
 
 def empty_mask(texts: pa.Array) -> np.ndarray:

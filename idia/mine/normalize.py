@@ -11,6 +11,12 @@ Rules (the `normalized` matching mode; names and captions go through the same fu
 A normalised text is a sequence of tokens separated by single spaces. Matching pads both the name and the
 caption with one space each side, so a name only matches as a whole token sequence: "Obama's" -> "obama s"
 contains the token "obama"; "Chris Evansville" does not contain "chris evans".
+
+The matcher scans `haystacks`: a batch's normalised captions in one buffer, one boundary space between rows. For
+ASCII captions (most of LAION) rules 1-4 are identities and rule 5 folds every byte that is not [A-Za-z0-9], so a
+byte-level path does it on the batch's whole buffer with numpy (a 256-entry table, one collapse of separator runs,
+boundaries moved by the bytes dropped); the other captions go through the Arrow path (`normalize_array`). Both give
+`normalize_text`'s strings (tests/mine/test_fast_path.py).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import re
 import unicodedata
 from typing import NamedTuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -77,6 +84,165 @@ def normalize_array(texts: pa.Array | pa.ChunkedArray, pad: bool = False) -> pa.
     if pad:
         s = pc.binary_join_element_wise(" ", s, " ", "")
     return s
+
+
+# Rule 5 on ASCII bytes: letters lower-cased, digits kept, every other byte a separator (a space, collapsed below).
+_ASCII_FOLD = np.full(256, ord(" "), np.uint8)
+_ASCII_FOLD[ord("a") : ord("z") + 1] = np.arange(ord("a"), ord("z") + 1)
+_ASCII_FOLD[ord("A") : ord("Z") + 1] = np.arange(ord("a"), ord("z") + 1)
+_ASCII_FOLD[ord("0") : ord("9") + 1] = np.arange(ord("0"), ord("9") + 1)
+_SPACE = ord(" ")
+
+
+def string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (int64, len + 1, from 0) and the data bytes (uint8) of a string array, zero-copy."""
+    dtype = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=dtype)[arr.offset : arr.offset + len(arr) + 1].astype(np.int64)
+    if not len(offsets) or bufs[2] is None:
+        return np.zeros(len(arr) + 1, np.int64), np.zeros(0, np.uint8)
+    base = int(offsets[0])
+    return offsets - base, np.frombuffer(bufs[2], np.uint8)[base : int(offsets[-1])]
+
+
+class Haystack(NamedTuple):
+    """Normalised captions laid out for one automaton pass: `data` holds every row's normalised text, each row
+    between two boundary spaces (one shared by neighbouring rows), so a padded name " john smith " found at
+    [s, e) lies in row r = searchsorted(starts, s, "right") - 1 if e <= ends[r] (else it spans two rows).
+    `rows`: each row's position in the caller's array (None: all rows, in order)."""
+
+    data: np.ndarray  # uint8
+    starts: np.ndarray  # int64 per row: its opening boundary space
+    ends: np.ndarray  # int64 per row: one past its closing boundary space
+    rows: np.ndarray | None
+
+    def texts(self) -> list[str]:
+        """Each row's normalised text (the reference form `normalize_text` gives), for tests and fuzzy scoring."""
+        raw = self.data.tobytes()
+        return [raw[s:e].decode("utf-8").strip(" ") for s, e in zip(self.starts.tolist(), self.ends.tolist())]
+
+
+def _join(data: np.ndarray, offsets: np.ndarray, fold: bool) -> Haystack:
+    """Rows (`data` cut at `offsets`) joined with one boundary space before each row and after the last, each run of
+    spaces inside a row collapsed to one; with `fold`, the bytes first go through the ASCII table. Boundary spaces
+    are always kept, so a row's own trailing space may stand next to one: harmless for the match rule."""
+    n = len(offsets) - 1
+    bounds = offsets + np.arange(n + 1, dtype=np.int64)  # where the boundary spaces go
+    out = np.full(len(data) + n + 1, _SPACE, np.uint8)
+    is_bound = np.zeros(len(out), bool)
+    is_bound[bounds] = True
+    out[~is_bound] = _ASCII_FOLD[data] if fold else data
+    if len(data):
+        space = out == _SPACE
+        drop = np.zeros(len(out), bool)
+        np.logical_and(space[1:], space[:-1], out=drop[1:])
+        drop[bounds] = False
+        dropped = np.add.reduceat(drop, bounds[:-1], dtype=np.int64) if n else np.zeros(0, np.int64)
+        bounds = bounds - np.concatenate([[0], np.cumsum(dropped)])
+        out = out[~drop]
+    return Haystack(out, bounds[:-1], bounds[1:] + 1, None)
+
+
+# What each non-ASCII character (by its UTF-8 bytes, as an integer) normalises to, separators written as spaces;
+# None: a character whose row must go through the Arrow path whole (see _char_maps).
+_CHARS: dict[int, bytes | None] = {}
+
+
+def _char_maps(keys: list[int]) -> None:
+    """Fill _CHARS for new characters, with the Arrow path itself: "a" + c + "a" normalises to "a" + m + "a".
+    The rules act on each character alone (NFKD decomposes without composing, the marks it yields are dropped, Arrow
+    lower-cases codepoint by codepoint, the other rules are character classes), except canonical reordering, which
+    can swap two marks that stay (a non-Mn mark with a combining class): such characters are None."""
+    new = [k for k in keys if k not in _CHARS]
+    if not new:
+        return
+    chars: list[str | None] = []
+    for k in new:
+        try:
+            chars.append(k.to_bytes((k.bit_length() + 7) // 8, "big").decode("utf-8"))
+        except UnicodeDecodeError:  # not valid UTF-8 here: the whole row goes to Arrow, which says what it makes of it
+            chars.append(None)
+    probe = normalize_array(pa.array([f"a{c}a" for c in chars if c is not None], pa.string())).to_pylist()
+    it = iter(probe)
+    for k, c in zip(new, chars):
+        if c is None:
+            _CHARS[k] = None
+            continue
+        r = next(it)
+        kept = [d for d in unicodedata.normalize("NFKD", c) if unicodedata.category(d) != "Mn"]
+        if len(r) < 2 or r[0] != "a" or r[-1] != "a" or any(unicodedata.combining(d) for d in kept):
+            _CHARS[k] = None
+        else:
+            _CHARS[k] = r[1:-1].encode("utf-8")
+
+
+def _expand(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows with non-ASCII text, normalised on bytes: ASCII bytes through the table, each other character replaced by
+    its normalisation (_CHARS). Returns the new bytes and offsets, and the rows that hold a character without one."""
+    hi = data >= 0x80
+    lead = np.flatnonzero(data >= 0xC0)  # first byte of each multi-byte character
+    size = 2 + (data[lead] >= 0xE0) + (data[lead] >= 0xF0)
+    key = data[lead].astype(np.int64)
+    for j in (1, 2, 3):
+        more = size > j
+        key[more] = key[more] * 256 + data[np.minimum(lead[more] + j, len(data) - 1)]
+    uniq, inv = np.unique(key, return_inverse=True)
+    keys = uniq.tolist()
+    _char_maps(keys)
+    mapped = [_CHARS[k] for k in keys]
+    odd_char = np.array([m is None for m in mapped], bool)
+    table = [m or b"" for m in mapped]
+    tlen = np.array([len(m) for m in table], np.int64)
+    tstart = np.concatenate([[0], np.cumsum(tlen)[:-1]]).astype(np.int64)
+    tbytes = np.frombuffer(b"".join(table), np.uint8) if any(table) else np.zeros(0, np.uint8)
+    # Output length of each input byte: 1 for ASCII, the mapped length at a lead byte, 0 for continuation bytes.
+    olen = (~hi).astype(np.int64)
+    occ_len = tlen[inv]
+    olen[lead] = occ_len
+    ends = np.cumsum(olen)
+    pos = ends - olen
+    out = np.empty(int(ends[-1]) if len(ends) else 0, np.uint8)
+    out[pos[~hi]] = _ASCII_FOLD[data[~hi]]
+    total = int(occ_len.sum())
+    if total:
+        inner = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(occ_len) - occ_len, occ_len)
+        out[np.repeat(pos[lead], occ_len) + inner] = tbytes[np.repeat(tstart[inv], occ_len) + inner]
+    new_offsets = np.concatenate([[0], ends])[offsets]
+    odd_rows = np.unique(np.searchsorted(offsets, lead[odd_char[inv]], side="right") - 1)
+    return out, new_offsets, odd_rows
+
+
+def haystacks(texts: pa.Array | pa.ChunkedArray) -> list[Haystack]:
+    """The captions normalised for matching, as one to three haystacks: ASCII rows folded on bytes (rules 1-4 are
+    identities for ASCII), rows with other characters normalised character by character on bytes, and the rare row
+    with a character that must be normalised in context through `normalize_array`. Nulls become empty rows."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if texts.null_count:  # a null slot may own bytes: emptied first
+        texts = pc.fill_null(texts, "")
+    is_ascii = np.asarray(pc.string_is_ascii(texts))
+    if is_ascii.all():
+        return [_join(*_parts(texts), fold=True)]
+    out = []
+    if is_ascii.any():
+        out.append(_join(*_parts(texts.filter(pa.array(is_ascii))), fold=True)._replace(rows=np.flatnonzero(is_ascii)))
+    rows = np.flatnonzero(~is_ascii)
+    data, offsets, odd = _expand(*_parts(texts.take(pa.array(rows))))
+    if len(odd):  # rare: redo without the odd rows, which go through Arrow whole
+        keep = np.ones(len(rows), bool)
+        keep[odd] = False
+        out.append(
+            _join(*_parts(normalize_array(texts.take(pa.array(rows[odd])))), fold=False)._replace(rows=rows[odd])
+        )
+        rows = rows[keep]
+        data, offsets, _ = _expand(*_parts(texts.take(pa.array(rows))))
+    out.append(_join(data, offsets, fold=False)._replace(rows=rows))
+    return out
+
+
+def _parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    offsets, data = string_buffers(arr)
+    return data, offsets
 
 
 class Token(NamedTuple):

@@ -432,9 +432,17 @@ def test_a_spark_python_worker_killed_mid_scan_fails_cleanly_and_the_rerun_is_ex
     deadline = time.time() + 120
     while killed is None and proc.poll() is None and time.time() < deadline:
         if len(list(out.glob(".mine-staging-*/units/*.json"))) >= 2:
+
+            def cmdline(p: psutil.Process) -> str:
+                try:
+                    return " ".join(p.cmdline())
+                except psutil.Error:  # exited (or a zombie) since the listing
+                    return ""
+
             tree = psutil.Process(proc.pid).children(recursive=True)
-            daemons = [p for p in tree if "pyspark.daemon" in " ".join(p.cmdline())]
-            workers = [p for p in daemons if p.parent() is not None and p.parent().pid in {d.pid for d in daemons}]
+            daemons = [p for p in tree if "pyspark.daemon" in cmdline(p)]
+            pids = {d.pid for d in daemons}
+            workers = [p for p in daemons if p.ppid() in pids]
             if workers:
                 killed = workers[0].pid
                 os.kill(killed, signal.SIGKILL)
