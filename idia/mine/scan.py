@@ -60,6 +60,7 @@ UNIT_STATS = pa.schema(
         pa.field("bucket_batches", pa.string()),  # JSON {bucket: [record batch, ...]} in the staged file
         pa.field("also_counts", pa.string()),  # JSON {mode: {identity index: captions}} for the --also-count modes
         pa.field("error", pa.string()),
+        pa.field("started", pa.float64()),  # wall clock when the task began (the stage reports its start-up from it)
     ]
 )
 #: Staged match rows held in memory before a scan task writes them out (bounds a task's memory with the batch).
@@ -225,6 +226,7 @@ def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
         "bucket_batches": "{}",
         "also_counts": "{}",
         "error": None,
+        "started": time.time(),
     }
     again = _resumed(ctx, unit, row)
     if again is not None:

@@ -22,6 +22,8 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
+
+import idia
 import pyarrow.compute as pc
 
 from idia.core import storage
@@ -124,7 +126,9 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
             storage.rmtree(leftover)
 
     ident_bytes = _ipc(identities)
+    t_engine = time.time()
     with executor() as ex:
+        timings["engine_s"] = round(time.time() - t_engine, 3)
         task_rows = task_rows_for(good, ex.parallelism, cfg.task_rows)
         units = plan_units(good, task_rows)
         scan_ctx = ScanContext(
@@ -148,6 +152,10 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
         t_stage = time.time()
         stats_rows = _checked(ex.map(scan_unit, scan_ctx, units, "mine: scan"), UNIT_STATS, "scan results")
         timings["scan_s"] = round(time.time() - t_stage, 3)
+        # Start-up as a user sees it: from this process importing idia to the first scan task at work.
+        started = [r["started"] for r in stats_rows if not r["units_resumed"]]
+        if started:
+            timings["first_task_s"] = round(min(started) - idia.IMPORTED_AT, 3)
         # Per-unit errors (a corrupt page in a file whose footer was fine): name the file, or skip the file whole.
         errors = sorted((r for r in stats_rows if r["error"]), key=lambda r: (r["file_index"], r["unit"]))
         full = next((r["error"] for r in errors if r["error"].startswith(NO_SPACE)), None)
