@@ -22,10 +22,9 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
-
-import idia
 import pyarrow.compute as pc
 
+import idia
 from idia.core import storage
 from idia.core.atomic import write_json, write_parquet
 from idia.core.config import to_dict
