@@ -22,6 +22,7 @@ Modes:
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
 from re import _parser as sre_parser  # the stdlib's own regex parser: the exact tokens `re` matches with
@@ -364,17 +365,29 @@ class Matcher:
             return empty
         row, pat, a, b = row[pick], pat[pick], a[pick], b[pick]
         raw = data.tobytes()
+        # One string per distinct window (several names propose the same one), gathered per pair at C speed.
+        span, inv = np.unique(a * (len(data) + 1) + b, return_inverse=True)
+        x, y = (span // (len(data) + 1)).tolist(), (span % (len(data) + 1)).tolist()
         if ascii_only:  # bytes are characters here: rapidfuzz compares them as they are, no decoding
-            windows = [raw[x:y] for x, y in zip(a.tolist(), b.tolist())]
-            keys = [self._key_bytes[p] for p in pat.tolist()]
+            distinct = [raw[i:j] for i, j in zip(x, y)]
+            keys = _gather(self._key_bytes, pat)
         else:
-            windows = [raw[x:y].decode("utf-8") for x, y in zip(a.tolist(), b.tolist())]
-            keys = [self.keys[p] for p in pat.tolist()]
+            distinct = [raw[i:j].decode("utf-8") for i, j in zip(x, y)]
+            keys = _gather(self.keys, pat)
+        windows = _gather(distinct, inv)
         scores = process.cpdist(
             keys, windows, scorer=fuzz.ratio, score_cutoff=self.threshold, dtype=np.float64, workers=1
         )
         hit = (scores >= self.threshold) & (scores > 0)
         return row[hit], pat[hit], scores[hit]
+
+
+def _gather(items: list, idx: np.ndarray) -> list:
+    """[items[i] for i in idx], in C (operator.itemgetter)."""
+    if len(idx) == 0:
+        return []
+    got = operator.itemgetter(*idx.tolist())(items)
+    return [got] if len(idx) == 1 else list(got)
 
 
 def _pack(token: bytes) -> int:
