@@ -275,6 +275,12 @@ class Matcher:
         self._n_tok = np.array([len(k.split(" ")) for k in self.keys], np.int64)
         self._key_chars = np.array([len(k) for k in self.keys], np.int64)
         self._key_bytes = [k.encode("utf-8") for k in self.keys]
+        longest = max((len(k) for k in self._key_bytes), default=0)
+        # ASCII keys: bytes per group (byte & 15), in the narrowest type that holds them (moved once per pair).
+        self._key_groups = np.zeros((len(self.keys), 16), np.int16 if longest < 2**15 else np.int32)
+        for i, kb in enumerate(self._key_bytes):
+            if kb.isascii():
+                self._key_groups[i] = np.bincount(np.frombuffer(kb, np.uint8) & 15, minlength=16)
         where: dict[str, list[tuple[int, int]]] = {}
         for pidx, key in enumerate(self.keys):
             for pos, t in enumerate(key.split(" ")):
@@ -283,10 +289,11 @@ class Matcher:
         self._block_start = np.concatenate([[0], np.cumsum([len(v) for v in pairs])]).astype(np.int64)
         self._block_pat = np.array([p for v in pairs for p, _ in v], np.int64)
         self._block_pos = np.array([q for v in pairs for _, q in v], np.int64)
-        packed = {_pack(b.rstrip(" ").encode()): i for i, b in enumerate(where) if b.isascii()}
-        order = sorted(packed)
-        self._packed_keys = np.array(order, np.int64)
-        self._packed_block = np.array([packed[k] for k in order], np.int64)
+        # ASCII blocks in a direct table: a token's first 3 symbols ([a-z0-9]: 36 of them) and how many (<= 3).
+        self._block_of = np.full(4 * 37**3, -1, np.int32)
+        for i, b in enumerate(where):
+            if b.isascii():
+                self._block_of[_pack(np.frombuffer(b.rstrip(" ").encode(), np.uint8))] = i
         self.automaton = (
             ahocorasick_rs.BytesAhoCorasick(
                 [f" {b}".encode("utf-8") for b in where], matchkind=ahocorasick_rs.MatchKind.Standard
@@ -296,15 +303,15 @@ class Matcher:
         )
 
     def _ascii_blocks(self, data: np.ndarray, tok_start: np.ndarray, tok_end: np.ndarray) -> tuple[np.ndarray, ...]:
-        """(token, block) of every ASCII caption token that is in a block: its packed first 3 bytes looked up."""
+        """(token, block) of every ASCII caption token that is in a block: its first 3 symbols looked up."""
         size = np.minimum(tok_end - tok_start, 3)
-        key = size << 24
-        for j, shift in ((0, 16), (1, 8), (2, 0)):
-            b = data[np.minimum(tok_start + j, len(data) - 1)].astype(np.int64)
-            key |= np.where(size > j, b, 0) << shift
-        at = np.minimum(np.searchsorted(self._packed_keys, key), max(len(self._packed_keys) - 1, 0))
-        hit = np.flatnonzero(self._packed_keys[at] == key) if len(self._packed_keys) else np.zeros(0, np.int64)
-        return hit, self._packed_block[at[hit]]
+        key = size * 37**3
+        for j in range(3):
+            sym = _SYMBOL[data[np.minimum(tok_start + j, len(data) - 1)]]
+            key += np.where(size > j, sym, 0) * 37 ** (2 - j)
+        block = self._block_of[key]
+        hit = np.flatnonzero(block >= 0)
+        return hit, block[hit]
 
     def _match_fuzzy(self, texts: pa.Array) -> pa.Table:
         """Every caption window of a name's token length that shares a block with the name (by the same token
@@ -337,18 +344,16 @@ class Matcher:
             token, block = np.searchsorted(tok_start, arr[:, 1] + 1), arr[:, 0]
         if not len(token):
             return empty
-        first = np.searchsorted(tok_start, hay.starts)  # each row's first token (global numbering)
-        n_tok = np.searchsorted(tok_start, hay.ends) - first
-        row = np.searchsorted(hay.starts, tok_start[token], side="right") - 1
-        token = token - first[row]  # the hit's token, counted in its row
+        tok_row = np.searchsorted(hay.starts, tok_start, side="right") - 1  # each token's row
         pos, cnt = _csr_positions(self._block_start, block)  # each block -> its (pattern, token position) pairs
-        row, token = np.repeat(row, cnt), np.repeat(token, cnt)
-        pat, start = self._block_pat[pos], token - self._block_pos[pos]
-        length = self._n_tok[pat]
-        ok = (start >= 0) & (start + length <= n_tok[row])
-        row, pat, start, length = row[ok], pat[ok], start[ok], length[ok]
-        g = first[row] + start  # the window's first token (global numbering: it also says the row)
-        a, b = tok_start[g], tok_end[g + length - 1]
+        pat = self._block_pat[pos]
+        g = np.repeat(token, cnt) - self._block_pos[pos]  # the window's first token (global numbering)
+        last = g + self._n_tok[pat] - 1
+        ok = (g >= 0) & (last < len(tok_start))
+        g, last, pat = g[ok], last[ok], pat[ok]
+        ok = tok_row[g] == tok_row[last]  # the whole window inside one caption
+        g, last, pat = g[ok], last[ok], pat[ok]
+        a, b = tok_start[g], tok_end[last]
         # ratio = 200 * matches / (len1 + len2) <= 200 * min(len1, len2) / (len1 + len2), in characters: windows whose
         # length alone keeps them under the threshold are never scored (their score would be 0 at this cutoff).
         if ascii_only:
@@ -363,11 +368,22 @@ class Matcher:
         pick = np.flatnonzero(fits)[once]
         if not len(pick):
             return empty
-        row, pat, a, b = row[pick], pat[pick], a[pick], b[pick]
-        raw = data.tobytes()
+        pat, a, b = pat[pick], a[pick], b[pick]
+        row = tok_row[g[pick]]
         # One string per distinct window (several names propose the same one), gathered per pair at C speed.
         span, inv = np.unique(a * (len(data) + 1) + b, return_inverse=True)
-        x, y = (span // (len(data) + 1)).tolist(), (span % (len(data) + 1)).tolist()
+        x, y = span // (len(data) + 1), span % (len(data) + 1)
+        if ascii_only and self.threshold > 0:
+            # A lower bound of the Indel distance: characters in 16 groups (byte & 15), sum |count difference| per
+            # group; a pair whose best possible ratio with it stays under the threshold is not scored.
+            keep = _within_bound(data, x, y, inv, self._key_groups[pat], w_len[pick], k_len[pick], self.threshold)
+            row, pat, inv = row[keep], pat[keep], inv[keep]
+            used = np.unique(inv)
+            x, y, inv = x[used], y[used], np.searchsorted(used, inv)
+            if not len(row):
+                return empty
+        raw = data.tobytes()
+        x, y = x.tolist(), y.tolist()
         if ascii_only:  # bytes are characters here: rapidfuzz compares them as they are, no decoding
             distinct = [raw[i:j] for i, j in zip(x, y)]
             keys = _gather(self._key_bytes, pat)
@@ -382,6 +398,32 @@ class Matcher:
         return row[hit], pat[hit], scores[hit]
 
 
+def _within_bound(
+    data: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    inv: np.ndarray,
+    key_groups: np.ndarray,
+    w_len: np.ndarray,
+    k_len: np.ndarray,
+    threshold: float,
+) -> np.ndarray:
+    """Pairs (window inv[i] = data[x:y], a name with per-group counts key_groups[i]) whose ratio can still reach the
+    threshold. Indel distance >= sum over any grouping of characters of |count in one - count in the other| (each
+    character only one string has costs one deletion or insertion), and ratio = 100 * (1 - distance / lensum); kept
+    with a margin, so no pair rapidfuzz would keep is dropped. ASCII windows only (a byte is a character)."""
+    # Per-group counts of each distinct window, from all its bytes at once (one bincount).
+    size = y - x
+    total = int(size.sum())
+    at = np.arange(total, dtype=np.int64) + np.repeat(x - (np.cumsum(size) - size), size)
+    cell = np.repeat(np.arange(len(x), dtype=np.int64) * 16, size) + (data[at] & 15)
+    small = np.int16 if total == 0 or int(size.max()) < 2**15 else np.int32  # counts fit: 4x less to move
+    window_groups = np.bincount(cell, minlength=len(x) * 16).astype(small).reshape(len(x), 16)
+    lower = np.abs(window_groups[inv] - key_groups).sum(axis=1, dtype=np.int64)
+    best = 100.0 * (1.0 - lower / (w_len + k_len))
+    return best >= threshold - 1e-6
+
+
 def _gather(items: list, idx: np.ndarray) -> list:
     """[items[i] for i in idx], in C (operator.itemgetter)."""
     if len(idx) == 0:
@@ -390,10 +432,16 @@ def _gather(items: list, idx: np.ndarray) -> list:
     return [got] if len(idx) == 1 else list(got)
 
 
-def _pack(token: bytes) -> int:
-    """An ASCII token's block key: its first 3 bytes (fewer for a short token) and how many, as one integer."""
+#: Symbols of normalised ASCII tokens: a-z -> 0-25, 0-9 -> 26-35 (a token holds nothing else).
+_SYMBOL = np.zeros(256, np.int64)
+_SYMBOL[ord("a") : ord("z") + 1] = np.arange(26)
+_SYMBOL[ord("0") : ord("9") + 1] = np.arange(26, 36)
+
+
+def _pack(token: np.ndarray) -> int:
+    """An ASCII token's block key: its first 3 symbols (fewer for a short token) and how many, as one integer."""
     head = token[:3]
-    return (len(head) << 24) | sum(b << (16 - 8 * j) for j, b in enumerate(head))
+    return len(head) * 37**3 + sum(int(_SYMBOL[b]) * 37 ** (2 - j) for j, b in enumerate(head))
 
 
 def _csr_positions(start: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
