@@ -275,6 +275,10 @@ class Matcher:
         self._n_tok = np.array([len(k.split(" ")) for k in self.keys], np.int64)
         self._key_chars = np.array([len(k) for k in self.keys], np.int64)
         self._key_bytes = [k.encode("utf-8") for k in self.keys]
+        self._key_sig = np.array(
+            [np.bitwise_or.reduce(_BIT[np.frombuffer(k, np.uint8)]) if k.isascii() else 0 for k in self._key_bytes],
+            np.uint64,
+        )
         longest = max((len(k) for k in self._key_bytes), default=0)
         # ASCII keys: bytes per group (byte & 15), in the narrowest type that holds them (moved once per pair).
         self._key_groups = np.zeros((len(self.keys), 16), np.int16 if longest < 2**15 else np.int32)
@@ -285,10 +289,27 @@ class Matcher:
         for pidx, key in enumerate(self.keys):
             for pos, t in enumerate(key.split(" ")):
                 where.setdefault(t[:3] if len(t) >= 3 else f"{t} ", []).append((pidx, pos))
-        pairs = [sorted(set(v)) for v in where.values()]
-        self._block_start = np.concatenate([[0], np.cumsum([len(v) for v in pairs])]).astype(np.int64)
-        self._block_pat = np.array([p for v in pairs for p, _ in v], np.int64)
-        self._block_pos = np.array([q for v in pairs for _, q in v], np.int64)
+        # Each block's (pattern, position) pairs in classes of one (position, name token count): a class proposes
+        # one window per caption token, and its patterns sorted by length let the length bound pick a range of them.
+        classes: list[tuple[int, int, list[tuple[int, int]]]] = []  # (position, token count, [(length, pattern)])
+        per_block = []
+        for v in where.values():
+            by: dict[tuple[int, int], list[tuple[int, int]]] = {}
+            for pidx, pos in sorted(set(v)):
+                by.setdefault((pos, int(self._n_tok[pidx])), []).append((int(self._key_chars[pidx]), pidx))
+            per_block.append(len(by))
+            classes += [(pos, n, sorted(members)) for (pos, n), members in sorted(by.items())]
+        self._class_start = np.concatenate([[0], np.cumsum(per_block)]).astype(np.int64)
+        self._class_pos = np.array([c[0] for c in classes], np.int64)
+        self._class_ntok = np.array([c[1] for c in classes], np.int64)
+        self._class_stride = int(self._key_chars.max()) + 2 if len(self.keys) else 1
+        cls_of = np.repeat(np.arange(len(classes), dtype=np.int64), [len(c[2]) for c in classes])
+        self._member_len = np.array([m[0] for c in classes for m in c[2]], np.int64)
+        self._member_pat = np.array([m[1] for c in classes for m in c[2]], np.int64)
+        # first_member[c * stride + n]: the first member of class c with length >= n (a table, no search per window)
+        member_key = cls_of * self._class_stride + self._member_len  # sorted: class, then length
+        cells = np.arange(len(classes) * self._class_stride + 1, dtype=np.int64)
+        self._first_member = np.searchsorted(member_key, cells)
         # ASCII blocks in a direct table: a token's first 3 symbols ([a-z0-9]: 36 of them) and how many (<= 3).
         self._block_of = np.full(4 * 37**3, -1, np.int32)
         for i, b in enumerate(where):
@@ -344,15 +365,15 @@ class Matcher:
             token, block = np.searchsorted(tok_start, arr[:, 1] + 1), arr[:, 0]
         if not len(token):
             return empty
-        tok_row = np.searchsorted(hay.starts, tok_start, side="right") - 1  # each token's row
-        pos, cnt = _csr_positions(self._block_start, block)  # each block -> its (pattern, token position) pairs
-        pat = self._block_pat[pos]
-        g = np.repeat(token, cnt) - self._block_pos[pos]  # the window's first token (global numbering)
-        last = g + self._n_tok[pat] - 1
+        per_row = np.diff(np.searchsorted(tok_start, np.append(hay.starts, len(data))))
+        tok_row = np.repeat(np.arange(len(hay.starts), dtype=np.int64), per_row)  # each token's row
+        cls, cnt = _csr_positions(self._class_start, block)  # each block -> its classes
+        g = np.repeat(token, cnt) - self._class_pos[cls]  # the window's first token (global numbering)
+        last = g + self._class_ntok[cls] - 1
         ok = (g >= 0) & (last < len(tok_start))
-        g, last, pat = g[ok], last[ok], pat[ok]
+        g, last, cls = g[ok], last[ok], cls[ok]
         ok = tok_row[g] == tok_row[last]  # the whole window inside one caption
-        g, last, pat = g[ok], last[ok], pat[ok]
+        g, last, cls = g[ok], last[ok], cls[ok]
         a, b = tok_start[g], tok_end[last]
         # ratio = 200 * matches / (len1 + len2) <= 200 * min(len1, len2) / (len1 + len2), in characters: windows whose
         # length alone keeps them under the threshold are never scored (their score would be 0 at this cutoff).
@@ -361,13 +382,40 @@ class Matcher:
         else:
             chars = np.cumsum((data & 0xC0) != 0x80, dtype=np.int64)
             w_len = chars[b - 1] - chars[a - 1]
-        k_len = self._key_chars[pat]
+        # The class's patterns whose length can fit (a range of its length-sorted members, taken a little wide; the
+        # exact test follows).
+        if self.threshold > 0:
+            lo_len = np.floor(self.threshold * w_len / (200.0 - self.threshold)) - 1
+            hi_len = np.ceil(w_len * (200.0 - self.threshold) / self.threshold) + 1
+        else:
+            lo_len, hi_len = np.zeros(len(w_len)), np.full(len(w_len), self._class_stride - 1)
+        base = cls * self._class_stride
+        lo = self._first_member[base + np.clip(lo_len, 0, self._class_stride - 1).astype(np.int64)]
+        hi = self._first_member[base + np.clip(hi_len + 1, 0, self._class_stride).astype(np.int64)]
+        cnt = hi - lo
+        member = np.arange(int(cnt.sum()), dtype=np.int64) + np.repeat(lo - (np.cumsum(cnt) - cnt), cnt)
+        pat, k_len = self._member_pat[member], self._member_len[member]
+        g, a, b, w_len = np.repeat(g, cnt), np.repeat(a, cnt), np.repeat(b, cnt), np.repeat(w_len, cnt)
         fits = 200.0 * np.minimum(w_len, k_len) >= self.threshold * (w_len + k_len) - 1e-9
         # Each (window, pattern) scored once (several blocks can propose it).
         _, once = np.unique(g[fits] * len(self.keys) + pat[fits], return_index=True)
         pick = np.flatnonzero(fits)[once]
         if not len(pick):
             return empty
+        if ascii_only and self.threshold > 0:
+            # Cheapest exact bound first: every symbol one string has and the other lacks costs at least one
+            # deletion or insertion (a 36-bit presence signature per token, OR-ed over the window's tokens).
+            tok_sig = np.bitwise_or.reduceat(_BIT[data], tok_start) if len(tok_start) else np.zeros(0, np.uint64)
+            sig = tok_sig[g[pick]]
+            n = self._n_tok[pat[pick]]
+            for j in range(1, int(n.max()) if len(n) else 1):
+                more = n > j
+                sig[more] |= tok_sig[g[pick][more] + j]
+            lower = np.bitwise_count(sig ^ self._key_sig[pat[pick]]).astype(np.int64)
+            wl, kl = w_len[pick], k_len[pick]
+            pick = pick[100.0 * (1.0 - lower / (wl + kl)) >= self.threshold - 1e-6]
+            if not len(pick):
+                return empty
         pat, a, b = pat[pick], a[pick], b[pick]
         row = tok_row[g[pick]]
         # One string per distinct window (several names propose the same one), gathered per pair at C speed.
@@ -436,6 +484,12 @@ def _gather(items: list, idx: np.ndarray) -> list:
 _SYMBOL = np.zeros(256, np.int64)
 _SYMBOL[ord("a") : ord("z") + 1] = np.arange(26)
 _SYMBOL[ord("0") : ord("9") + 1] = np.arange(26, 36)
+
+
+#: Presence bits of normalised ASCII text: one bit per symbol, none for the space.
+_BIT = np.zeros(256, np.uint64)
+_BIT[ord("a") : ord("z") + 1] = np.left_shift(np.uint64(1), np.arange(26, dtype=np.uint64))
+_BIT[ord("0") : ord("9") + 1] = np.left_shift(np.uint64(1), np.arange(26, 36, dtype=np.uint64))
 
 
 def _pack(token: np.ndarray) -> int:
