@@ -70,6 +70,7 @@ def spark_executor(cfg: MineConfig, spark=None):
         log_level=cfg.log_level,
         executor_env=cfg.executor_env,
         executor_python=cfg.executor_python,
+        sql=False,  # the mining job runs plain RDD tasks
     )
     try:
         if cfg.probe_timeout and not spark.sparkContext.master.startswith("local"):

@@ -82,6 +82,16 @@ def _not_py4j_interrupt(record: logging.LogRecord) -> bool:
     return "py4j" not in record.pathname.replace("\\", "/").split("/")
 
 
+class RddSession:
+    """The part of a SparkSession the RDD jobs use: `sparkContext` and `stop()`, without the JVM's SQL session."""
+
+    def __init__(self, sc):
+        self.sparkContext = sc
+
+    def stop(self) -> None:
+        self.sparkContext.stop()
+
+
 def get_spark(
     master: str | None = None,
     app_name: str = "idia",
@@ -89,8 +99,12 @@ def get_spark(
     log_level: str = "auto",
     executor_env: str | None = None,
     executor_python: str | None = None,
+    sql: bool = True,
 ):
     """Create (or return the running) SparkSession.
+
+    sql=False: only the SparkContext (an `RddSession`), for jobs that run plain RDD tasks (mining): the JVM's SQL
+    session is not made, ~1-2 s less start-up (BENCHMARKS.md, "Start-up").
 
     master: None -> what Spark itself would use (`configured_master`); any Spark master URL otherwise.
     conf: extra Spark settings, applied last (they win over the defaults here).
@@ -152,13 +166,35 @@ def get_spark(
     if archives:
         defaults["spark.archives"] = ",".join(archives)
     settings = {**defaults, **(conf or {})}
-    builder = SparkSession.builder.appName(app_name)
-    if not submitted:
-        builder = builder.master(master)
-    for k, v in settings.items():
-        builder = builder.config(k, v)
-    spark = builder.getOrCreate()
+    from pyspark import SparkContext
+
+    if local and not submitted and SparkContext._active_spark_context is None:
+        # The driver JVM's classes from a CDS archive (jobs/spark_cds.py): ~2 s less start-up once it exists.
+        from jobs.spark_cds import driver_options
+
+        opts = settings.get("spark.driver.extraJavaOptions", "")
+        settings["spark.driver.extraJavaOptions"] = f"{opts} {driver_options(opts)}".strip()
+    if sql:
+        builder = SparkSession.builder.appName(app_name)
+        if not submitted:
+            builder = builder.master(master)
+        for k, v in settings.items():
+            builder = builder.config(k, v)
+        spark = builder.getOrCreate()
+    else:
+        from pyspark import SparkConf
+
+        spark_conf = SparkConf().setAppName(app_name)
+        if not submitted:
+            spark_conf.setMaster(master)
+        for k, v in settings.items():
+            spark_conf.set(k, v)
+        spark = RddSession(SparkContext.getOrCreate(spark_conf))
     spark.sparkContext.setLogLevel(("ERROR" if local else "WARN") if log_level == "auto" else log_level)
+    if local:
+        from jobs.spark_cds import record_writer
+
+        record_writer(spark.sparkContext)
     if not local:
         # Executors elsewhere cannot see this checkout: ship the packages. Local executors import them directly.
         zpath = project_zip()
