@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -132,6 +133,29 @@ def floor_polars(files, names, limit, fold: bool) -> tuple[float, int, int] | No
     return time.perf_counter() - t0, rows, hits
 
 
+def floor_by_script(files, names, limit) -> dict:
+    """Today's matcher on the ASCII captions alone and on the others alone (same 8192-row batches): the cost of a
+    caption by kind, so the rate can be projected for any non-ASCII share."""
+    from idia.mine.match import Matcher
+    from idia.mine.names import read_names
+
+    m = Matcher(read_names(names), "normalized")
+    cols = list(batches(files, limit))
+    texts = pa.concat_arrays([c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in cols])
+    texts = texts.filter(pc.is_valid(texts))
+    ascii_rows = np.asarray(pc.string_is_ascii(texts))
+    out = {}
+    for kind, mask in (("ascii", ascii_rows), ("non_ascii", ~ascii_rows)):
+        part = texts.filter(pa.array(mask))
+        chunks = [part.slice(i, 8192) for i in range(0, len(part), 8192)]
+        t0 = time.perf_counter()
+        for c in chunks:
+            m.match(c)
+        dt = time.perf_counter() - t0
+        out[kind] = {"rows": len(part), "s": dt, "per_core": len(part) / dt if dt else float("nan")}
+    return out
+
+
 def run_job(files_dir: Path, names: Path, out: Path) -> dict:
     """`idia mine` in a fresh process; its wall time, stats and the Spark Python workers' peak RSS."""
     import psutil
@@ -208,6 +232,8 @@ def main() -> int:
         if r is not None:
             res["floors"][name] = {"s": r[0], "rows": r[1], "matches": r[2], "per_core": r[1] / r[0]}
             print(name, json.dumps(res["floors"][name]), flush=True)
+    res["by_script"] = floor_by_script(files, names[1000], lim)
+    print("by_script", json.dumps(res["by_script"]), flush=True)
     for n in args.name_sizes:
         job = run_job(files[0].parent, names[n], out / f"job_{n}")
         res["jobs"][n] = job
@@ -247,6 +273,15 @@ def render(res: dict) -> str:
             f"\nFuzzy / normalized time on the same {f['fuzzy']['rows']:,} captions: "
             f"{f['fuzzy']['s'] / f['bytes_fuzzy_sample']['s']:.2f}x."
         )
+    if "by_script" in res:
+        a, u = res["by_script"]["ascii"]["per_core"], res["by_script"]["non_ascii"]["per_core"]
+        lines += [
+            "",
+            f"By kind of caption (the floor's captions, matched apart): ASCII {a:,.0f} captions/s, non-ASCII {u:,.0f} "
+            "captions/s. Projected floor for other non-ASCII shares: "
+            + ", ".join(f"{p:.0%}: {1 / ((1 - p) / a + p / u):,.0f}" for p in (0.0, 0.05, 0.1, 0.2, 0.5))
+            + " captions/s.",
+        ]
     lines += [
         "",
         "| names | job wall (s) | first scan task at (s) | scan (s) | merge (s) | captions/s/core, end to end "
