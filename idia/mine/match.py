@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from rapidfuzz import fuzz, process
 
 from idia.core.errors import InputFileError
-from idia.mine.normalize import Haystack, haystacks, normalize_array, string_buffers
+from idia.mine.normalize import Haystack, haystacks, normalize_array, string_buffers, without_null_bytes
 
 MODES = ("normalized", "paper", "literal", "fuzzy")
 
@@ -508,9 +508,7 @@ def _csr_positions(start: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.n
 
 def _raw_haystack(texts: pa.Array) -> Haystack:
     """The raw captions as one haystack (paper and literal modes): rows back to back, no boundary bytes."""
-    if texts.null_count:  # a null slot may own bytes: emptied first
-        texts = pc.fill_null(texts, "")
-    offsets, data = string_buffers(texts)
+    offsets, data = string_buffers(without_null_bytes(texts))
     return Haystack(data, offsets[:-1], offsets[1:], None)
 
 

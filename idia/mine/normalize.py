@@ -122,6 +122,17 @@ class Haystack(NamedTuple):
         return [raw[s:e].decode("utf-8").strip(" ") for s, e in zip(self.starts.tolist(), self.ends.tolist())]
 
 
+def without_null_bytes(texts: pa.Array) -> pa.Array:
+    """The array with its nulls as empty strings where a null slot owns bytes (Arrow allows it; readers rarely do
+    it), else as it is: the byte paths then treat a null as an empty row, at no copy in the usual case."""
+    if not texts.null_count:
+        return texts
+    offsets, _ = string_buffers(texts)
+    if not np.diff(offsets)[~np.asarray(texts.is_valid())].any():
+        return texts
+    return pc.fill_null(texts, "")
+
+
 def _join(data: np.ndarray, offsets: np.ndarray, fold: bool) -> Haystack:
     """Rows (`data` cut at `offsets`) joined with one boundary space before each row and after the last, each run of
     spaces inside a row collapsed to one; with `fold`, the bytes first go through the ASCII table. Boundary spaces
@@ -218,9 +229,8 @@ def haystacks(texts: pa.Array | pa.ChunkedArray) -> list[Haystack]:
     with a character that must be normalised in context through `normalize_array`. Nulls become empty rows."""
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
-    if texts.null_count:  # a null slot may own bytes: emptied first
-        texts = pc.fill_null(texts, "")
-    is_ascii = np.asarray(pc.string_is_ascii(texts))
+    texts = without_null_bytes(texts)
+    is_ascii = np.asarray(pc.fill_null(pc.string_is_ascii(texts), True))
     if is_ascii.all():
         return [_join(*_parts(texts), fold=True)]
     out = []
