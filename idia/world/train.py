@@ -1,5 +1,11 @@
 """Train the tiny CLIP on the synthetic world's caption shards: an open_clip architecture from a small model_cfg,
-open_clip's ClipLoss, the project's own short seeded loop; saved in open_clip's `local-dir:` format."""
+open_clip's ClipLoss, the project's own short seeded loop; saved in open_clip's `local-dir:` format.
+
+A seeded share of the rows that name nobody (unnamed people, scenes) is held out of training; every `eval_every`
+steps the model's image->text retrieval among those captions is scored, the scores and the mean loss between them
+go to the model folder's train.json (`heldout`), and the best-scoring evaluation's weights are the ones saved
+(`select_best`; `early_stop_patience` stops a run whose score no longer improves). Members' training images are
+never held out, so the world's truth (training images per identity) stays exact."""
 
 from __future__ import annotations
 
@@ -33,7 +39,7 @@ class TrainConfig:
     """Tiny CLIP training. Defaults are the end-to-end demo's; PRESETS["reduced"] is the test-suite run."""
 
     seed: int = option(0, help="seed of initialisation and batch order")
-    steps: int = option(900, help="optimizer steps")
+    steps: int = option(1200, help="optimizer steps")
     batch_size: int = option(128, help="image-caption pairs per step")
     lr: float = option(2e-3, help="peak learning rate (cosine schedule after warm-up)")
     weight_decay: float = option(0.1, help="AdamW weight decay (matrices only)")
@@ -57,6 +63,22 @@ class TrainConfig:
         help="identity-keeping augmentation per step: a random crop of 80-100% of the "
         "image resized back, and brightness and contrast jitter of up to 10%",
     )
+    holdout_fraction: float = option(
+        0.05,
+        help="share of the caption rows that name nobody (unnamed people, scenes) held out of training, seeded, "
+        "for the held-out caption-retrieval score; members' training images are never held out (0: no score)",
+    )
+    eval_every: int = option(
+        100, help="steps between held-out caption-retrieval evaluations (and one at the last step)"
+    )
+    select_best: bool = option(
+        True,
+        help="save the weights of the evaluation with the best held-out image->text top-1 (the latest on ties) "
+        "instead of the last step's",
+    )
+    early_stop_patience: int = option(
+        0, help="stop after this many evaluations without a better held-out score (0: always train every step)"
+    )
 
     def validate(self) -> None:
         for k in (
@@ -72,6 +94,7 @@ class TrainConfig:
             "text_heads",
             "context_length",
             "threads",
+            "eval_every",
         ):
             if getattr(self, k) < 1:
                 raise ConfigError(f"train config: {k} must be >= 1, got {getattr(self, k)}")
@@ -81,6 +104,10 @@ class TrainConfig:
             )
         if self.vision_width % self.vision_head_width or self.text_width % self.text_heads:
             raise ConfigError("train config: widths must be multiples of the head width / head count")
+        if not 0 <= self.holdout_fraction < 1:
+            raise ConfigError(f"train config: holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
+        if self.early_stop_patience < 0:
+            raise ConfigError(f"train config: early_stop_patience must be >= 0, got {self.early_stop_patience}")
 
     def model_cfg(self) -> dict:
         """open_clip model_cfg (the same dict open_clip's built-in JSON configs hold)."""
@@ -131,6 +158,7 @@ PRESETS: dict[str, TrainConfig] = {
         checkpoint_every=0,
         threads=1,
         augment=False,
+        holdout_fraction=0.0,  # the test suite's pipeline trains on every row; tests/world checks the score
     ),
 }
 
@@ -155,7 +183,7 @@ def _world_key(world_dir: Path) -> str:
 
 
 def load_world_pairs(world_dir: str | Path, preprocess, stats: Stats, progress: bool = True):
-    """(images tensor, captions) for every caption row whose image file is in the world folder.
+    """(images tensor, captions, sample ids) for every caption row whose image file is in the world folder.
 
     Rows whose image is missing (the world's dead links) are skipped and counted; rows are read in shard order.
     """
@@ -167,14 +195,15 @@ def load_world_pairs(world_dir: str | Path, preprocess, stats: Stats, progress: 
     shards = sorted((world_dir / "laion").glob("part-*.parquet"))
     if not shards:
         raise InputFileError(f"{world_dir / 'laion'}: no part-*.parquet caption shards")
-    urls, texts = [], []
+    urls, texts, ids = [], [], []
     for s in shards:
-        t = pq.read_table(s, columns=["URL", "TEXT"])
+        t = pq.read_table(s, columns=["SAMPLE_ID", "URL", "TEXT"])
         urls += t.column("URL").to_pylist()
         texts += t.column("TEXT").to_pylist()
+        ids += t.column("SAMPLE_ID").to_pylist()
     stats["rows_read"] += len(urls)
-    images, captions = [], []
-    for url, text in tqdm(list(zip(urls, texts)), desc="load images", disable=not progress):
+    images, captions, used_ids = [], [], []
+    for sid, url, text in tqdm(list(zip(ids, urls, texts)), desc="load images", disable=not progress):
         if not url or not text:
             stats["skipped_null"] += 1
             continue
@@ -185,6 +214,7 @@ def load_world_pairs(world_dir: str | Path, preprocess, stats: Stats, progress: 
         with Image.open(path) as im:
             images.append(preprocess(im.convert("RGB")).to(torch.float16))  # half the memory; cast per batch
         captions.append(text)
+        used_ids.append(sid)
         stats["rows_used"] += 1
     check_sum(
         stats["rows_read"],
@@ -193,7 +223,48 @@ def load_world_pairs(world_dir: str | Path, preprocess, stats: Stats, progress: 
     )
     if not images:
         raise InputFileError(f"{world_dir}: no caption row has an image on disk")
-    return torch.stack(images), captions
+    return torch.stack(images), captions, used_ids
+
+
+def holdout_rows(world_dir: str | Path, sample_ids: list[int], fraction: float, seed: int) -> list[int]:
+    """Positions (into `sample_ids`) of the held-out pairs: a seeded `fraction` of the rows that name nobody
+    (unnamed people and scenes, per the world's own plan), so no member loses a training image and the truth stays
+    exact. Sorted; the same world, fraction and seed give the same rows."""
+    import numpy as np
+
+    if fraction <= 0:
+        return []
+    from idia.world.generate import NAMED, SAMPLE_ID_BASE, WorldConfig, plan_world
+
+    wj = Path(world_dir) / files.WORLD_JSON
+    plan = plan_world(from_dict(WorldConfig, json.loads(wj.read_text())["config"], str(wj)))
+    eligible = [i for i, sid in enumerate(sample_ids) if plan.rows[sid - SAMPLE_ID_BASE][0] != NAMED]
+    m = min(len(eligible), max(2, round(fraction * len(eligible))))
+    if m < 2:
+        return []
+    pick = np.random.default_rng([seed, 0x4E1D]).choice(len(eligible), size=m, replace=False)
+    return sorted(eligible[int(j)] for j in pick)
+
+
+def retrieval_scores(model, images, tokens, text_ids, chunk: int = 256) -> dict:
+    """Image->text retrieval among the held-out captions: top-1 and recall@5, a hit being a caption with the
+    image's own text (identical captions cannot be told apart, so any of them counts)."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        img = torch.cat(
+            [model.encode_image(images[i : i + chunk].float(), normalize=True) for i in range(0, len(images), chunk)]
+        )
+        txt = torch.cat(
+            [model.encode_text(tokens[i : i + chunk], normalize=True) for i in range(0, len(tokens), chunk)]
+        )
+        top = (img @ txt.T).topk(min(5, len(txt)), dim=1).indices
+    model.train(was_training)
+    ids = torch.as_tensor(text_ids)
+    hit = ids[top] == ids[:, None]
+    return {"top1": round(float(hit[:, 0].float().mean()), 4), "recall5": round(float(hit.any(1).float().mean()), 4)}
 
 
 def augment_batch(x, gen):
@@ -266,9 +337,19 @@ def train_tiny_clip(
     tokenizer = open_clip.SimpleTokenizer(context_length=cfg.context_length)
 
     stats = Stats()
-    images, captions = load_world_pairs(world_dir, preprocess, stats, progress)
-    tokens = tokenizer(captions)
-    n = len(captions)
+    all_images, captions, sample_ids = load_world_pairs(world_dir, preprocess, stats, progress)
+    all_tokens = tokenizer(captions)
+    held = holdout_rows(world_dir, sample_ids, cfg.holdout_fraction, cfg.seed)
+    held_idx = torch.tensor(held, dtype=torch.long)
+    keep = torch.ones(len(captions), dtype=torch.bool)
+    keep[held_idx] = False
+    ho_images, ho_tokens = all_images[held_idx], all_tokens[held_idx]
+    images, tokens = all_images[keep], all_tokens[keep]
+    del all_images
+    text_index: dict[str, int] = {}
+    ho_text_ids = [text_index.setdefault(captions[i], len(text_index)) for i in held]
+    stats["heldout_pairs"] = len(held)
+    n = len(images)
     batch = min(cfg.batch_size, n)
     t_load = time.time() - t0
 
@@ -286,6 +367,8 @@ def train_tiny_clip(
     partial = out_dir.parent / f".{out_dir.name}.partial"
     ckpt = partial / "checkpoint.pt"
     losses: list[float] = []
+    evals: list[dict] = []  # per evaluation: step, held-out top-1 and recall@5, mean loss since the last one
+    best: dict | None = None  # the best evaluation's step, score and weights (select_best)
     start = 0
     if ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)  # our own file, holds RNG state
@@ -295,12 +378,14 @@ def train_tiny_clip(
             gen.set_state(state["gen"])
             torch.set_rng_state(state["torch_rng"])
             losses, start = state["losses"], state["step"]
+            evals, best = state["evals"], state["best"]
             stats["resumed_from_step"] = start
 
     perm, pos = None, n  # epoch permutation and position in it
     if start:
         perm, pos = state["perm"], state["pos"]
     model.train()
+    stopped_at = None
     bar = tqdm(range(start, cfg.steps), desc="train", initial=start, total=cfg.steps, disable=not progress)
     for step in bar:
         if pos + batch > n:  # new epoch: reshuffle, drop the ragged tail
@@ -322,7 +407,20 @@ def train_tiny_clip(
             model.logit_scale.clamp_(0, math.log(100))
         losses.append(float(loss.item()))
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+        if held and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
+            since = losses[evals[-1]["step"] if evals else 0 :]
+            ev = {"step": step + 1, **retrieval_scores(model, ho_images, ho_tokens, ho_text_ids)}
+            evals.append(ev | {"loss": round(sum(since) / len(since), 4)})
+            if cfg.select_best and (best is None or ev["top1"] >= best["top1"]):
+                best = ev | {"model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            if cfg.early_stop_patience and sum(e["step"] > _best_step(evals) for e in evals) >= cfg.early_stop_patience:
+                stopped_at = step + 1
+        if (
+            stopped_at is None
+            and cfg.checkpoint_every
+            and (step + 1) % cfg.checkpoint_every == 0
+            and step + 1 < cfg.steps
+        ):
             partial.mkdir(parents=True, exist_ok=True)
             with atomic_path(ckpt) as tmp:
                 torch.save(
@@ -336,11 +434,17 @@ def train_tiny_clip(
                         "step": step + 1,
                         "perm": perm,
                         "pos": pos,
+                        "evals": evals,
+                        "best": best,
                     },
                     tmp,
                 )
+        if stopped_at is not None:
+            break
     bar.close()
     t_train = time.time() - t0 - t_load
+    if best is not None:
+        model.load_state_dict(best["model"])
 
     model.eval()
     first = sum(losses[: max(1, len(losses) // 10)]) / max(1, len(losses[: max(1, len(losses) // 10)]))
@@ -351,7 +455,17 @@ def train_tiny_clip(
         "world": str(world_dir),
         "model_spec": f"local-dir:{out_dir}",
         "n_pairs": n,
-        "epochs": round(cfg.steps * batch / n, 2),
+        "steps_run": len(losses),
+        "epochs": round(len(losses) * batch / n, 2),
+        "heldout": {
+            "pairs": len(held),
+            "score": "image->text top-1 and recall@5 among the held-out captions",
+            "evals": evals,
+            "best_step": _best_step(evals) if evals else None,
+            "best_top1": max((e["top1"] for e in evals), default=None),
+            "saved_step": best["step"] if best is not None else len(losses),
+            "early_stopped_at": stopped_at,
+        },
         "loss_first_10pct": round(first, 4),
         "loss_last_10pct": round(last, 4),
         "load_seconds": round(t_load, 1),
@@ -377,6 +491,11 @@ def train_tiny_clip(
         partial.rmdir()
     info["skipped"] = False
     return info
+
+
+def _best_step(evals: list[dict]) -> int:
+    """The step of the best held-out top-1 (the latest on ties)."""
+    return max(evals, key=lambda e: (e["top1"], e["step"]))["step"]
 
 
 def _verify_loads(folder: Path, model, cfg: TrainConfig) -> None:

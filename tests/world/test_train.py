@@ -1,9 +1,11 @@
 """Tiny CLIP training: a few steps on a small world save a model that open_clip loads with `local-dir:`, computes
 the same embeddings, and whose loss went down; reruns skip; a run killed after a checkpoint resumes to the same
-weights."""
+weights; the held-out caption-retrieval pairs name nobody and are never trained on, and the saved weights are the
+best-scoring evaluation's."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 from pathlib import Path
@@ -48,6 +50,8 @@ CFG = dataclasses.replace(
     context_length=24,
     checkpoint_every=0,
     threads=1,
+    holdout_fraction=0.1,
+    eval_every=10,
 )
 
 
@@ -98,6 +102,62 @@ def test_loss_decreases_and_run_is_accounted(trained):
     st = info["stats"]
     assert st["rows_read"] == st["rows_used"] + st["skipped_missing_image"] + st.get("skipped_null", 0)
     assert st["skipped_missing_image"] == WORLD.n_dead_links
+    # the held-out pairs are not trained on, and their scores are written beside the model
+    eligible = WORLD.n_distractors * WORLD.distractor_images + WORLD.n_scenes
+    assert st["heldout_pairs"] == round(CFG.holdout_fraction * eligible) == info["heldout"]["pairs"]
+    assert info["n_pairs"] == st["rows_used"] - st["heldout_pairs"]
+    written = json.loads((out / "train.json").read_text())["heldout"]
+    assert [e["step"] for e in written["evals"]] == list(range(10, CFG.steps + 1, 10))
+    assert all(0 <= e["top1"] <= e["recall5"] <= 1 and e["loss"] > 0 for e in written["evals"])
+    assert written["best_top1"] == max(e["top1"] for e in written["evals"])
+    assert written["saved_step"] == written["best_step"]
+
+
+def test_heldout_rows_name_nobody_and_are_seeded(world):
+    import pyarrow.parquet as pq
+
+    from idia.world.train import holdout_rows
+
+    rows = pq.read_table(sorted((world / "laion").glob("part-*.parquet"))).to_pylist()
+    ids, texts = [r["SAMPLE_ID"] for r in rows], [r["TEXT"] for r in rows]
+    names = [r["name"] for r in csv.DictReader((world / "identities.csv").open())]
+    held = holdout_rows(world, ids, 0.2, seed=0)
+    assert held == sorted(set(held)) and len(held) == round(0.2 * (len(ids) - _named_rows(world)))
+    assert not [texts[i] for i in held if any(n in texts[i] for n in names)], "a held-out caption names a member"
+    assert holdout_rows(world, ids, 0.2, seed=0) == held and holdout_rows(world, ids, 0.2, seed=1) != held
+    assert holdout_rows(world, ids, 0.0, seed=0) == []
+
+
+def _named_rows(world: Path) -> int:
+    return sum(int(r["n_train_images"]) for r in csv.DictReader((world / "truth.csv").open()))
+
+
+def test_saved_weights_are_the_best_evaluation_and_early_stop_stops(world, tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+
+    import idia.world.train as train_mod
+
+    scores = iter([0.2, 0.6, 0.4, 0.6, 0.1, 0.3])  # best at the 2nd and 4th evaluation: the latest (step 20) wins
+    seen: list[dict] = []
+
+    def scripted(model, *a, **k):
+        seen.append({n: v.detach().clone() for n, v in model.state_dict().items()})
+        s = next(scores)
+        return {"top1": s, "recall5": s}
+
+    monkeypatch.setattr(train_mod, "retrieval_scores", scripted)
+    cfg = dataclasses.replace(CFG, steps=30, eval_every=5)
+    info = train_tiny_clip(cfg, world, tmp_path / "m", progress=False)
+    assert info["heldout"]["best_step"] == info["heldout"]["saved_step"] == 20 and len(seen) == 6
+    saved = load_file(str(tmp_path / "m" / WEIGHTS_FILE))
+    assert all(torch.equal(saved[n], seen[3][n]) for n in saved), "saved weights are not the best evaluation's"
+    assert not all(torch.equal(saved[n], seen[-1][n]) for n in saved)
+
+    scores, seen[:] = iter([0.2, 0.6, 0.4, 0.5, 0.7]), []
+    info = train_tiny_clip(dataclasses.replace(cfg, early_stop_patience=2), world, tmp_path / "e", progress=False)
+    assert info["steps_run"] == 20 and info["heldout"]["early_stopped_at"] == 20 and len(seen) == 4
+    assert info["heldout"]["saved_step"] == 10
 
 
 def test_rerun_skips_and_killed_run_resumes_to_same_weights(trained, world, tmp_path, monkeypatch):
@@ -122,6 +182,8 @@ def test_rerun_skips_and_killed_run_resumes_to_same_weights(trained, world, tmp_
     assert not (tmp_path / ".m.partial").exists()
     a, b = load_file(str(out / WEIGHTS_FILE)), load_file(str(target / WEIGHTS_FILE))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), "resumed run differs from a straight run"
+    ev = [json.loads((d / "train.json").read_text())["heldout"] for d in (out, target)]
+    assert ev[0]["evals"] == ev[1]["evals"] and ev[0]["saved_step"] == ev[1]["saved_step"]
 
 
 def test_augmentation_keeps_shape_is_seeded_and_changes_pixels():
