@@ -3,9 +3,10 @@ open_clip's ClipLoss, the project's own short seeded loop; saved in open_clip's 
 
 A seeded share of the rows that name nobody (unnamed people, scenes) is held out of training; every `eval_every`
 steps the model's image->text retrieval among those captions is scored, the scores and the mean loss between them
-go to the model folder's train.json (`heldout`), and the best-scoring evaluation's weights are the ones saved
-(`select_best`; `early_stop_patience` stops a run whose score no longer improves). Members' training images are
-never held out, so the world's truth (training images per identity) stays exact."""
+go to the model folder's train.json (`heldout`). `select_best` saves the best-scoring evaluation's weights instead of
+the last step's, `early_stop_patience` stops a run whose score no longer improves; both are off by default, as the
+score (generic captions, 220 of them in the demo) is too noisy to pick steps by (BENCHMARKS.md, issue 16). Members'
+training images are never held out, so the world's truth (training images per identity) stays exact."""
 
 from __future__ import annotations
 
@@ -72,9 +73,10 @@ class TrainConfig:
         100, help="steps between held-out caption-retrieval evaluations (and one at the last step)"
     )
     select_best: bool = option(
-        True,
+        False,
         help="save the weights of the evaluation with the best held-out image->text top-1 (the latest on ties) "
-        "instead of the last step's",
+        "instead of the last step's (off: on seeds 2 and 3 it picked step 1000 of 1200, and the attack found "
+        "fewer members than with the last step's weights; BENCHMARKS.md)",
     )
     early_stop_patience: int = option(
         0, help="stop after this many evaluations without a better held-out score (0: always train every step)"

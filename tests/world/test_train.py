@@ -52,6 +52,7 @@ CFG = dataclasses.replace(
     threads=1,
     holdout_fraction=0.1,
     eval_every=10,
+    select_best=True,  # the best evaluation's weights (and their copy in the checkpoint) go through every test
 )
 
 
@@ -158,6 +159,12 @@ def test_saved_weights_are_the_best_evaluation_and_early_stop_stops(world, tmp_p
     info = train_tiny_clip(dataclasses.replace(cfg, early_stop_patience=2), world, tmp_path / "e", progress=False)
     assert info["steps_run"] == 20 and info["heldout"]["early_stopped_at"] == 20 and len(seen) == 4
     assert info["heldout"]["saved_step"] == 10
+
+    scores, seen[:] = iter([0.2, 0.6, 0.4, 0.6, 0.1, 0.3]), []  # the default: the last step's weights
+    info = train_tiny_clip(dataclasses.replace(cfg, select_best=False), world, tmp_path / "l", progress=False)
+    assert info["heldout"]["best_step"] == 20 and info["heldout"]["saved_step"] == 30
+    saved = load_file(str(tmp_path / "l" / WEIGHTS_FILE))
+    assert all(torch.equal(saved[n], seen[-1][n]) for n in saved)
 
 
 def test_rerun_skips_and_killed_run_resumes_to_same_weights(trained, world, tmp_path, monkeypatch):
