@@ -47,6 +47,7 @@ executor-env: $(STAMP)  ## pack the Python environment Spark executors need on a
 
 bench: $(STAMP)  ## run the CPU benchmarks recorded in BENCHMARKS.md (tens of minutes; bench/attack_gpu.sh is for a GPU)
 	$(VPY) -m bench.mine --rlike-rows 20000
+	$(VPY) -m bench.mine_scale  # 40M captions, ~2 GB in bench-out/ (the Polars rows need `pip install polars==2.1.0`)
 	$(VPY) -m bench.download --n 3000 --reps 2 --shard-size 500
 	$(VPY) -m bench.attack --identities 16 --images-per-identity 12 --num-candidates 100
 

@@ -172,6 +172,12 @@ class DownloadConfig(StageConfig):
             raise ConfigError("download: per_host_connections must be >= 1, busy_retries and max_retry_after >= 0")
         if self.per_host_rate is not None and self.per_host_rate <= 0:
             raise ConfigError("download: per_host_rate must be positive (or unset for no limit)")
+        top = 9 if self.encode_format == "png" else 100  # png: zlib compression level; jpg/webp: quality
+        if not 0 <= self.encode_quality <= top:
+            raise ConfigError(
+                f"download: encode_quality must be 0-{top} for {self.encode_format} "
+                f"({'compression level' if top == 9 else 'quality'}), got {self.encode_quality}"
+            )
         self.guard()  # parses the networks
 
     def guard(self) -> UrlGuard:

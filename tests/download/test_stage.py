@@ -423,3 +423,14 @@ def test_query_sources_as_the_study_whole_photos_sex_and_url_lists(world, tmp_pa
         assert im.size == (128, 64)  # the whole 200x100 page, shorter side scaled to 64
         r, g, b = im.convert("RGB").resize((1, 1)).getpixel((0, 0))
         assert r > 150 and b > 150  # mostly the white page: the green box was not cut out
+
+
+def test_an_encode_quality_outside_its_format_range_is_a_config_error(tmp_path):
+    """png's quality is zlib's level (0-9), jpg/webp's a quality (0-100): said before anything runs, not as
+    img2dataset's traceback from inside a worker."""
+    base = {"out": str(tmp_path / "o"), "queries": str(tmp_path / "q.txt")}
+    with pytest.raises(ConfigError, match=r"encode_quality must be 0-9 for png \(compression level\), got 95"):
+        DownloadConfig(**base, encode_format="png", encode_quality=95).validate()
+    with pytest.raises(ConfigError, match=r"encode_quality must be 0-100 for jpg \(quality\), got 101"):
+        DownloadConfig(**base, encode_format="jpg", encode_quality=101).validate()
+    DownloadConfig(**base, encode_format="png", encode_quality=9).validate()
