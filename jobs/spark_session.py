@@ -82,6 +82,24 @@ def _not_py4j_interrupt(record: logging.LogRecord) -> bool:
     return "py4j" not in record.pathname.replace("\\", "/").split("/")
 
 
+def _quiet_accumulator_server(sc) -> None:
+    """PySpark's accumulator server (a socketserver thread in the driver) prints a traceback when the JVM's
+    connection ends mid-read, e.g. on Ctrl-C (which reaches the whole process group); the command already says it was
+    interrupted, so a closed connection is dropped quietly there. Any other error is printed as before."""
+    server = getattr(sc, "_accumulatorServer", None)
+    if server is None or getattr(server, "_idia_quiet", False):
+        return
+    original = server.handle_error
+
+    def handle_error(request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], (EOFError, ConnectionError)):
+            return
+        original(request, client_address)
+
+    server.handle_error = handle_error
+    server._idia_quiet = True
+
+
 class RddSession:
     """The part of a SparkSession the RDD jobs use: `sparkContext` and `stop()`, without the JVM's SQL session."""
 
@@ -191,6 +209,7 @@ def get_spark(
             spark_conf.set(k, v)
         spark = RddSession(SparkContext.getOrCreate(spark_conf))
     spark.sparkContext.setLogLevel(("ERROR" if local else "WARN") if log_level == "auto" else log_level)
+    _quiet_accumulator_server(spark.sparkContext)
     if local:
         from jobs.spark_cds import record_writer
 
