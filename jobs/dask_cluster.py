@@ -10,6 +10,19 @@ from typing import Iterator
 from distributed import Client, LocalCluster
 
 
+def _not_a_cancelled_callback(record: logging.LogRecord) -> bool:
+    """Drop tornado's "Exception in callback" for a task cancelled as the cluster closes (Ctrl-C or SIGTERM reach the
+    client while its event loop still has callbacks queued): the command says it was interrupted."""
+    import asyncio
+
+    return not (
+        record.exc_info and record.exc_info[0] is not None and issubclass(record.exc_info[0], asyncio.CancelledError)
+    )
+
+
+logging.getLogger("tornado.application").addFilter(_not_a_cancelled_callback)
+
+
 def cuda_count() -> int:
     try:
         import torch
