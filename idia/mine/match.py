@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from rapidfuzz import fuzz, process
 
 from idia.core.errors import InputFileError
-from idia.mine.normalize import Haystack, haystacks, normalize_array, string_buffers, without_null_bytes
+from idia.mine.normalize import Haystack, haystacks, normalize_array, ranges, string_buffers, without_null_bytes
 
 MODES = ("normalized", "paper", "literal", "fuzzy")
 
@@ -393,7 +393,7 @@ class Matcher:
         lo = self._first_member[base + np.clip(lo_len, 0, self._class_stride - 1).astype(np.int64)]
         hi = self._first_member[base + np.clip(hi_len + 1, 0, self._class_stride).astype(np.int64)]
         cnt = hi - lo
-        member = np.arange(int(cnt.sum()), dtype=np.int64) + np.repeat(lo - (np.cumsum(cnt) - cnt), cnt)
+        member = ranges(lo, cnt)
         pat, k_len = self._member_pat[member], self._member_len[member]
         g, a, b, w_len = np.repeat(g, cnt), np.repeat(a, cnt), np.repeat(b, cnt), np.repeat(w_len, cnt)
         fits = 200.0 * np.minimum(w_len, k_len) >= self.threshold * (w_len + k_len) - 1e-9
@@ -462,10 +462,8 @@ def _within_bound(
     with a margin, so no pair rapidfuzz would keep is dropped. ASCII windows only (a byte is a character)."""
     # Per-group counts of each distinct window, from all its bytes at once (one bincount).
     size = y - x
-    total = int(size.sum())
-    at = np.arange(total, dtype=np.int64) + np.repeat(x - (np.cumsum(size) - size), size)
-    cell = np.repeat(np.arange(len(x), dtype=np.int64) * 16, size) + (data[at] & 15)
-    small = np.int16 if total == 0 or int(size.max()) < 2**15 else np.int32  # counts fit: 4x less to move
+    cell = np.repeat(np.arange(len(x), dtype=np.int64) * 16, size) + (data[ranges(x, size)] & 15)
+    small = np.int16 if not len(size) or int(size.max()) < 2**15 else np.int32  # counts fit: 4x less to move
     window_groups = np.bincount(cell, minlength=len(x) * 16).astype(small).reshape(len(x), 16)
     lower = np.abs(window_groups[inv] - key_groups).sum(axis=1, dtype=np.int64)
     best = 100.0 * (1.0 - lower / (w_len + k_len))
@@ -502,8 +500,7 @@ def _csr_positions(start: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.n
     """CSR lookup: for each entry i of `idx`, the positions start[i] .. start[i + 1] - 1, all concatenated; and how
     many each entry had."""
     cnt = start[idx + 1] - start[idx]
-    ends = np.cumsum(cnt)
-    return np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - cnt, cnt) + np.repeat(start[idx], cnt), cnt
+    return ranges(start[idx], cnt), cnt
 
 
 def _raw_haystack(texts: pa.Array) -> Haystack:

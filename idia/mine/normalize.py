@@ -105,6 +105,13 @@ def string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return offsets - base, np.frombuffer(bufs[2], np.uint8)[base : int(offsets[-1])]
 
 
+def ranges(start: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """start[i], start[i] + 1, ..., start[i] + count[i] - 1 for every i, concatenated (int64): the positions of many
+    byte runs, or CSR members, at once."""
+    total = int(count.sum()) if len(count) else 0
+    return np.arange(total, dtype=np.int64) + np.repeat(start - (np.cumsum(count) - count), count)
+
+
 class Haystack(NamedTuple):
     """Normalised captions laid out for one automaton pass: `data` holds every row's normalised text, each row
     between two boundary spaces (one shared by neighbouring rows), so a padded name " john smith " found at
@@ -214,10 +221,7 @@ def _expand(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarr
     pos = ends - olen
     out = np.empty(int(ends[-1]) if len(ends) else 0, np.uint8)
     out[pos[~hi]] = _ASCII_FOLD[data[~hi]]
-    total = int(occ_len.sum())
-    if total:
-        inner = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(occ_len) - occ_len, occ_len)
-        out[np.repeat(pos[lead], occ_len) + inner] = tbytes[np.repeat(tstart[inv], occ_len) + inner]
+    out[ranges(pos[lead], occ_len)] = tbytes[ranges(tstart[inv], occ_len)]
     new_offsets = np.concatenate([[0], ends])[offsets]
     odd_rows = np.unique(np.searchsorted(offsets, lead[odd_char[inv]], side="right") - 1)
     return out, new_offsets, odd_rows
