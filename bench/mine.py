@@ -37,19 +37,40 @@ def write_names(n: int, path: Path, seed: int) -> Path:
     return path
 
 
-def floor(files: list[Path], names: Path, mode: str = "normalized", batch: int = 8192) -> tuple[float, int, int]:
-    """One process: pyarrow read + the same normalisation + the automaton. Returns (seconds, rows, matches)."""
+def text_batches(files: list[Path], batch: int = 8192, limit: int | None = None):
+    """The TEXT column of the files in record batches of `batch` rows, stopping once `limit` rows were read."""
+    seen = 0
+    for f in files:
+        for b in pq.ParquetFile(f).iter_batches(batch_size=batch, columns=["TEXT"], use_threads=False):
+            yield b.column(0)
+            seen += b.num_rows
+            if limit is not None and seen >= limit:
+                return
+
+
+def floor(
+    files: list[Path], names: Path, mode: str = "normalized", batch: int = 8192, limit: int | None = None
+) -> tuple[float, int, int]:
+    """One process: pyarrow read + the same normalisation + the automaton (`Matcher.match`). Returns (seconds, rows,
+    matches); `limit`: stop after that many captions."""
     from idia.mine.match import Matcher
     from idia.mine.names import read_names
 
     m = Matcher(read_names(names), mode)
     t0 = time.perf_counter()
     rows = hits = 0
-    for f in files:
-        for b in pq.ParquetFile(f).iter_batches(batch_size=batch, columns=["TEXT"], use_threads=False):
-            rows += b.num_rows
-            hits += m.match(b.column(0)).num_rows
+    for col in text_batches(files, batch, limit):
+        rows += len(col)
+        hits += m.match(col).num_rows
     return time.perf_counter() - t0, rows, hits
+
+
+def write_results(out: Path, stem: str, res: dict, render) -> None:
+    """OUT/<stem>.json (every figure) and OUT/<stem>.md (the section for BENCHMARKS.md, also printed)."""
+    (out / f"{stem}.json").write_text(json.dumps(res, indent=2, default=str))
+    md = render(res)
+    (out / f"{stem}.md").write_text(md)
+    print(md)
 
 
 warnings.filterwarnings("ignore", message="This pattern is interpreted as a regular expression")
@@ -271,10 +292,7 @@ def main() -> int:
     mem = {b: executor_memory(files[:1], names[1000], b) for b in (8192, 65536)}
     mem["all_files_8192"] = executor_memory(files, names[1000], 8192)
     res["memory"] = mem
-    (out / "mine.json").write_text(json.dumps(res, indent=2))
-    md = render(res)
-    (out / "mine.md").write_text(md)
-    print(md)
+    write_results(out, "mine", res, render)
     return 0
 
 

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from bench.mine import LAION_CAPTIONS, write_names
+from bench.mine import LAION_CAPTIONS, floor, fmt_dur, text_batches, write_names, write_results
 
 ROWS_PER_SHARD = 1_000_000
 
@@ -69,16 +69,6 @@ def corpus_profile(path: Path) -> dict:
     }
 
 
-def batches(files: list[Path], limit: int):
-    seen = 0
-    for f in files:
-        for b in pq.ParquetFile(f).iter_batches(batch_size=8192, columns=["TEXT"], use_threads=False):
-            yield b.column(0)
-            seen += b.num_rows
-            if seen >= limit:
-                return
-
-
 def floor_arrow(files, names, limit) -> tuple[float, int, int]:
     """The matcher's hot path before the byte-level normalisation: Arrow kernels, padding by a per-row join."""
     from idia.mine.match import Matcher
@@ -88,26 +78,13 @@ def floor_arrow(files, names, limit) -> tuple[float, int, int]:
     m = Matcher(read_names(names), "normalized")
     t0 = time.perf_counter()
     rows = hits = 0
-    for col in batches(files, limit):
+    for col in text_batches(files, limit=limit):
         hay = normalize_array(col, pad=True)
         offsets, data = string_buffers(hay)
         found = m.automaton.find_matches_as_indexes(data, overlapping=True)
         if found:
             arr = np.asarray(found, dtype=np.int64)
             hits += len(np.searchsorted(offsets, arr[:, 1], side="right"))
-        rows += len(col)
-    return time.perf_counter() - t0, rows, hits
-
-
-def floor_matcher(files, names, limit, mode="normalized") -> tuple[float, int, int]:
-    from idia.mine.match import Matcher
-    from idia.mine.names import read_names
-
-    m = Matcher(read_names(names), mode, 90.0)
-    t0 = time.perf_counter()
-    rows = hits = 0
-    for col in batches(files, limit):
-        hits += m.match(col).num_rows
         rows += len(col)
     return time.perf_counter() - t0, rows, hits
 
@@ -122,7 +99,7 @@ def floor_polars(files, names, limit, fold: bool) -> tuple[float, int, int] | No
     pats = [n.lower() for n in read_names(names).column("name").to_pylist()]
     t0 = time.perf_counter()
     rows = hits = 0
-    for col in batches(files, limit):
+    for col in text_batches(files, limit=limit):
         s = pl.from_arrow(col)
         if fold:
             s = " " + s.str.to_lowercase().str.replace_all(r"[^\p{L}\p{N}]+", " ") + " "
@@ -141,7 +118,7 @@ def floor_by_script(files, names, limit) -> dict:
     from idia.mine.names import read_names
 
     m = Matcher(read_names(names), "normalized")
-    cols = list(batches(files, limit))
+    cols = list(text_batches(files, limit=limit))
     texts = pa.concat_arrays([c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in cols])
     texts = texts.filter(pc.is_valid(texts))
     ascii_rows = np.asarray(pc.string_is_ascii(texts))
@@ -229,11 +206,11 @@ def main() -> int:
     lim = args.floor_captions
     floors = {
         "arrow": lambda: floor_arrow(files, names[1000], lim),
-        "bytes": lambda: floor_matcher(files, names[1000], lim),
+        "bytes": lambda: floor(files, names[1000], limit=lim),
         "polars_substring": lambda: floor_polars(files, names[1000], lim, fold=False),
         "polars_folded": lambda: floor_polars(files, names[1000], lim, fold=True),
-        "fuzzy": lambda: floor_matcher(files, names[1000], args.fuzzy_captions, "fuzzy"),
-        "bytes_fuzzy_sample": lambda: floor_matcher(files, names[1000], args.fuzzy_captions),
+        "fuzzy": lambda: floor(files, names[1000], "fuzzy", limit=args.fuzzy_captions),
+        "bytes_fuzzy_sample": lambda: floor(files, names[1000], limit=args.fuzzy_captions),
     }
     for name, fn in floors.items():
         r = fn()
@@ -246,10 +223,7 @@ def main() -> int:
         job = run_job(files[0].parent, names[n], out / f"job_{n}")
         res["jobs"][n] = job
         print(n, json.dumps({k: v for k, v in job.items() if k != "stats"} | {"stage_s": job["stats"]["stage_s"]}))
-    (out / "mine_scale.json").write_text(json.dumps(res, indent=2, default=str))
-    md = render(res)
-    (out / "mine_scale.md").write_text(md)
-    print(md)
+    write_results(out, "mine_scale", res, render)
     return 0
 
 
@@ -313,10 +287,6 @@ def render(res: dict) -> str:
         cells = [fmt_dur(fixed + LAION_CAPTIONS / (per_core * c)) for c in (2, 16, 64, 256)]
         lines.append(f"| {int(n):,} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def fmt_dur(s: float) -> str:
-    return f"{s / 60:.1f} min" if s >= 120 else f"{s:.0f} s"
 
 
 if __name__ == "__main__":
