@@ -184,7 +184,7 @@ def get_spark(
     if archives:
         defaults["spark.archives"] = ",".join(archives)
     settings = {**defaults, **(conf or {})}
-    from pyspark import SparkContext
+    from pyspark import SparkConf, SparkContext
 
     if local and not submitted and SparkContext._active_spark_context is None:
         # The driver JVM's classes from a CDS archive (jobs/spark_cds.py): ~2 s less start-up once it exists.
@@ -192,21 +192,14 @@ def get_spark(
 
         opts = settings.get("spark.driver.extraJavaOptions", "")
         settings["spark.driver.extraJavaOptions"] = f"{opts} {driver_options(opts)}".strip()
+    spark_conf = SparkConf().setAppName(app_name)
+    if not submitted:
+        spark_conf.setMaster(master)
+    for k, v in settings.items():
+        spark_conf.set(k, v)
     if sql:
-        builder = SparkSession.builder.appName(app_name)
-        if not submitted:
-            builder = builder.master(master)
-        for k, v in settings.items():
-            builder = builder.config(k, v)
-        spark = builder.getOrCreate()
+        spark = SparkSession.builder.config(conf=spark_conf).getOrCreate()
     else:
-        from pyspark import SparkConf
-
-        spark_conf = SparkConf().setAppName(app_name)
-        if not submitted:
-            spark_conf.setMaster(master)
-        for k, v in settings.items():
-            spark_conf.set(k, v)
         spark = RddSession(SparkContext.getOrCreate(spark_conf))
     spark.sparkContext.setLogLevel(("ERROR" if local else "WARN") if log_level == "auto" else log_level)
     _quiet_accumulator_server(spark.sparkContext)
@@ -214,7 +207,7 @@ def get_spark(
         from jobs.spark_cds import record_writer
 
         record_writer(spark.sparkContext)
-    if not local:
+    else:
         # Executors elsewhere cannot see this checkout: ship the packages. Local executors import them directly.
         zpath = project_zip()
         if zpath not in getattr(spark.sparkContext, "_idia_shipped", set()):
