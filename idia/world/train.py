@@ -40,7 +40,7 @@ class TrainConfig:
     """Tiny CLIP training. Defaults are the end-to-end demo's; PRESETS["reduced"] is the test-suite run."""
 
     seed: int = option(0, help="seed of initialisation and batch order")
-    steps: int = option(1200, help="optimizer steps")
+    steps: int = option(1600, help="optimizer steps")
     batch_size: int = option(128, help="image-caption pairs per step")
     lr: float = option(2e-3, help="peak learning rate (cosine schedule after warm-up)")
     weight_decay: float = option(0.1, help="AdamW weight decay (matrices only)")
@@ -56,7 +56,12 @@ class TrainConfig:
     text_width: int = option(128, help="text transformer width")
     text_layers: int = option(2, help="text transformer layers")
     text_heads: int = option(4, help="text attention heads")
-    context_length: int = option(32, help="text tokens per caption")
+    context_length: int = option(
+        24,
+        help="text tokens per caption (the world's captions are at most 20 tokens and the attack's prompts at most "
+        "15, with SOT/EOT; a longer caption is cut, its last token made EOT, as open_clip's tokenizer does; "
+        "24 instead of 32 makes a step ~20% cheaper)",
+    )
     threads: int = option(2, execution=True, help="torch CPU threads")
     checkpoint_every: int = option(100, execution=True, help="steps between resume checkpoints (0: none)")
     augment: bool = option(
@@ -363,6 +368,7 @@ def train_tiny_clip(
         lr=cfg.lr,
         betas=(0.9, 0.98),
         eps=1e-6,
+        fused=True,  # one kernel per group: ~20 ms of a ~200 ms step was the per-tensor update of the 6.3M-parameter token embedding
     )
     gen = torch.Generator().manual_seed(cfg.seed)
 
