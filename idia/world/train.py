@@ -62,7 +62,12 @@ class TrainConfig:
         "15, with SOT/EOT; a longer caption is cut, its last token made EOT, as open_clip's tokenizer does; "
         "24 instead of 32 makes a step ~20% cheaper)",
     )
-    threads: int = option(2, execution=True, help="torch CPU threads")
+    threads: int = option(
+        2,
+        execution=True,
+        help="torch CPU threads (the weights depend on it: another count sums in another order, and models trained "
+        "at 1 and 2 threads drift apart after the first steps; resume a killed run at the same count)",
+    )
     checkpoint_every: int = option(100, execution=True, help="steps between resume checkpoints (0: none)")
     augment: bool = option(
         True,
