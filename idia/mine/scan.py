@@ -108,50 +108,6 @@ def matcher_for(ctx: ScanContext, st: Stats) -> tuple:
     return hit
 
 
-#: Rows per batch of the reader of the manifest's non-TEXT columns (a typical LAION row group).
-OTHER_BATCH_ROWS = 65536
-
-
-def _as_text(col: pa.Array, src: str, where: str) -> pa.Array:
-    """The caption column as `string` (large_string is cast; any other type is the layout's error)."""
-    if col.type == pa.string():
-        return col
-    return (
-        map_columns(pa.table({src: col}), {"TEXT": src}, pa.schema([LAION_400M.field("TEXT")]), where)
-        .column(0)
-        .combine_chunks()
-    )
-
-
-class _Rows:
-    """Rows of a record-batch stream addressed by their position in it, holding only the batches that the
-    positions still to come can reach (positions only move forward)."""
-
-    def __init__(self, batches):
-        self.batches = iter(batches)
-        self.held: list[tuple[int, pa.RecordBatch]] = []  # (first position, batch)
-        self.end = 0  # position after the last held batch
-
-    def advance(self, start: int) -> None:
-        """Drop the batches wholly before `start`."""
-        while self.held and self.held[0][0] + self.held[0][1].num_rows <= start:
-            self.held.pop(0)
-
-    def drain(self) -> None:
-        for _ in self.batches:
-            pass
-        self.held = []
-
-    def take(self, positions: np.ndarray) -> pa.Table:
-        need = int(positions.max()) + 1
-        while self.end < need:
-            b = next(self.batches)
-            self.held.append((self.end, b))
-            self.end += b.num_rows
-        first = self.held[0][0]
-        return pa.Table.from_batches([b for _, b in self.held]).take(pa.array(positions - first))
-
-
 class StagedWriter:
     """Staged match rows of one unit (Arrow IPC file): held per bucket, flushed every FLUSH_ROWS rows as one record
     batch per bucket. Written under a temporary name and renamed into place; on an object store written locally and
@@ -286,27 +242,15 @@ def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
     storage.makedirs(ctx.units_dir)
     out = StagedWriter(ctx.units_dir / f"{unit.name}.arrow")
     try:
-        with open_input(url) as f, open_input(url) as g:
-            rgs = range(unit.rg0, unit.rg1 + 1)
-            text_src = mapping["TEXT"]
-            texts_in = pq.ParquetFile(f).iter_batches(
-                batch_size=ctx.batch_size, row_groups=rgs, columns=[text_src], use_threads=False
-            )
-            # The other manifest columns from a reader of their own, a row group's worth at a time: decoding them in
-            # large batches apart from TEXT costs ~0.08 s less per 1M captions than one reader for all columns.
-            others = _Rows(
-                pq.ParquetFile(g).iter_batches(
-                    batch_size=OTHER_BATCH_ROWS,
-                    row_groups=rgs,
-                    columns=[c for c in src_cols if c != text_src],
-                    use_threads=False,
-                )
-            )
+        with open_input(url) as f:
+            pf = pq.ParquetFile(f)
             row0 = unit.first_row
-            for batch in texts_in:
-                texts = _as_text(batch.column(0), text_src, url)
-                n = len(texts)
-                others.advance(row0 - unit.first_row)
+            for batch in pf.iter_batches(
+                batch_size=ctx.batch_size, row_groups=range(unit.rg0, unit.rg1 + 1), columns=src_cols, use_threads=False
+            ):
+                tbl = map_columns(pa.Table.from_batches([batch]), mapping, schema, url)
+                n = tbl.num_rows
+                texts = tbl.column("TEXT").combine_chunks()
                 blank = empty_mask(texts)
                 n_empty = int(blank.sum()) if n else 0
                 m = matcher.match(texts, blank)
@@ -322,9 +266,7 @@ def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
                     # Bucket runs (row order kept inside each), so the staged writer can slice without sorting.
                     m = m.take(np.argsort(buckets[m.column("identity_index").to_numpy()], kind="stable"))
                     rows, ident = m.column("row").to_numpy(), m.column("identity_index").to_numpy()
-                    taken = others.take(rows + (row0 - unit.first_row))
-                    taken = taken.append_column(text_src, texts.take(pa.array(rows)))
-                    taken = map_columns(taken, mapping, schema, url)
+                    taken = tbl.take(pa.array(rows))
                     cols = {
                         "file_index": pa.array(np.full(len(rows), unit.file_index, np.int32)),
                         "row_number": pa.array(rows + row0),
@@ -337,7 +279,6 @@ def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
                     cols.update({c: taken.column(c).combine_chunks() for c in MATCH_COLUMNS})
                     out.add(pa.RecordBatch.from_arrays([cols[f.name] for f in STAGED], schema=STAGED))
                 row0 += n
-            others.drain()  # the rest is decoded too: a corrupt page is an error wherever it is, as for TEXT
         path = out.close()
     except Exception as exc:  # reported to the driver, which names the file (or skips it with --skip-bad-files)
         out.abort()
