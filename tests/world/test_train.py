@@ -214,3 +214,24 @@ def test_distinct_looks_gives_every_identity_its_own_look():
     assert len({look(p.appearance) for p in people}) == 170
     alike = generate_people(170, seed=1, distinct_looks=False)
     assert len({look(p.appearance) for p in alike}) < 170  # what the older worlds had: look-alikes
+
+
+def test_demo_context_length_holds_every_caption_and_prompt(world):
+    """The demo model reads 24 text tokens: every caption of a world and every attack prompt with each of its names
+    must fit, SOT and EOT included (a longer one would be cut and its end lost)."""
+    import open_clip
+    import pyarrow.parquet as pq
+
+    from idia.attack.prompts import TEMPLATES
+
+    limit = TRAIN_PRESETS["demo"].context_length
+    tok = open_clip.SimpleTokenizer(context_length=77)
+    captions = [
+        t for f in sorted((world / "laion").glob("part-*.parquet")) for t in pq.read_table(f)["TEXT"].to_pylist()
+    ]
+    with open(world / "identities.csv", newline="") as fh:
+        names = [r["name"] for r in csv.DictReader(fh)]
+    prompts = [t.format(n) for t in TEMPLATES for n in names]
+    lengths = (tok(captions + prompts) != 0).sum(1)
+    assert len(captions) > 100 and len(prompts) == 21 * len(names)
+    assert int(lengths.max()) <= limit, [s for s, n in zip(captions + prompts, lengths.tolist()) if n > limit][:3]
