@@ -451,6 +451,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"idia {name}: error: {_disk_full(exc)}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Terminated) as exc:
+        # Stopping now: a second signal (or one still pending in the interpreter) must not turn the exit status into
+        # death by SIGINT after the message below (seen once in the fault test, Ctrl-C while the model trains).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         print(
             f"idia {name}: {what}; finished units are kept, nothing half-written is; rerun the same command to resume",
