@@ -39,7 +39,7 @@ test: $(STAMP) browser slurm  ## set up if needed, then lint, check formatting a
 demo: $(STAMP)  ## set up if needed, then run the embedded end-to-end demo (synthetic world, tiny CLIP)
 	$(VENV)/bin/idia run pipelines/demo.yaml
 
-demo-seeds: $(STAMP)  ## the demo over training seeds 0, 1, 2 (three worlds and models, ~16 min): rates as mean ± std over seeds
+demo-seeds: $(STAMP)  ## the demo over training seeds 0, 1, 2 (three worlds and models, ~20 min: five took 33 min): rates as mean ± std over seeds
 	$(VENV)/bin/idia run pipelines/demo.yaml --seeds 0,1,2 --out runs/demo-seeds
 
 executor-env: $(STAMP)  ## pack the Python environment Spark executors need on a cluster (dist/idia-executor-env.tar.gz)
