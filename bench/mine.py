@@ -37,7 +37,20 @@ def write_names(n: int, path: Path, seed: int) -> Path:
     return path
 
 
-def text_batches(files: list[Path], batch: int = 8192, limit: int | None = None):
+def _job_batch() -> int:
+    """The mining job's default rows per record batch (MineConfig.batch_size): floors read the batches the job does."""
+    import dataclasses
+
+    from idia.mine.config import MineConfig
+
+    return next(f.default for f in dataclasses.fields(MineConfig) if f.name == "batch_size")
+
+
+#: Rows per record batch of every floor here: the job's own default, so a floor and the job do the same batches.
+BATCH = _job_batch()
+
+
+def text_batches(files: list[Path], batch: int = BATCH, limit: int | None = None):
     """The TEXT column of the files in record batches of `batch` rows, stopping once `limit` rows were read."""
     seen = 0
     for f in files:
@@ -49,7 +62,7 @@ def text_batches(files: list[Path], batch: int = 8192, limit: int | None = None)
 
 
 def floor(
-    files: list[Path], names: Path, mode: str = "normalized", batch: int = 8192, limit: int | None = None
+    files: list[Path], names: Path, mode: str = "normalized", batch: int = BATCH, limit: int | None = None
 ) -> tuple[float, int, int]:
     """One process: pyarrow read + the same normalisation + the automaton (`Matcher.match`). Returns (seconds, rows,
     matches); `limit`: stop after that many captions."""

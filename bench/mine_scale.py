@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from bench.mine import LAION_CAPTIONS, floor, fmt_dur, text_batches, write_names, write_results
+from bench.mine import BATCH, LAION_CAPTIONS, floor, fmt_dur, text_batches, write_names, write_results
 
 ROWS_PER_SHARD = 1_000_000
 
@@ -136,7 +136,7 @@ def floor_pair(files, names, limit) -> dict:
 
 
 def floor_by_script(files, names, limit) -> dict:
-    """Today's matcher on the ASCII captions alone and on the others alone (same 8192-row batches): the cost of a
+    """Today's matcher on the ASCII captions alone and on the others alone (in the job's batches): the cost of a
     caption by kind, so the rate can be projected for any non-ASCII share."""
     from idia.mine.match import Matcher
     from idia.mine.names import read_names
@@ -149,7 +149,7 @@ def floor_by_script(files, names, limit) -> dict:
     out = {}
     for kind, mask in (("ascii", ascii_rows), ("non_ascii", ~ascii_rows)):
         part = texts.filter(pa.array(mask))
-        chunks = [part.slice(i, 8192) for i in range(0, len(part), 8192)]
+        chunks = [part.slice(i, BATCH) for i in range(0, len(part), BATCH)]
         t0 = time.perf_counter()
         for c in chunks:
             m.match(c)

@@ -25,7 +25,7 @@ def _spark(cfg: DownloadConfig):
     """A Spark session for img2dataset's pyspark distributor (it uses the active one), stopped if we made it."""
     from pyspark.sql import SparkSession
 
-    from jobs.spark_session import configured_master, get_spark
+    from jobs.spark_session import configured_master, get_spark, stop_spark
 
     existing = SparkSession.getActiveSession()
     # Nothing configured: local with the download's own process count; otherwise what Spark would use.
@@ -38,7 +38,7 @@ def _spark(cfg: DownloadConfig):
         yield spark
     finally:
         if existing is None:
-            spark.stop()
+            stop_spark(spark)
 
 
 def env_proxies() -> tuple[tuple[str, str], ...]:

@@ -12,7 +12,7 @@ from typing import Iterator
 
 from idia.mine.config import MineConfig
 from idia.mine.stage import run_mine as _run_mine
-from jobs.spark_session import check_executors, get_spark, java_error_line, spark_progress
+from jobs.spark_session import check_executors, get_spark, java_error_line, spark_progress, stop_spark
 
 
 def _partition(fn, bcast, tasks: Iterator) -> Iterator[dict]:
@@ -78,7 +78,7 @@ def spark_executor(cfg: MineConfig, spark=None):
         yield SparkExecutor(spark)
     finally:
         if own:
-            spark.stop()
+            stop_spark(spark)
             if before is None:
                 os.environ.pop("PYSPARK_PYTHON", None)
             else:

@@ -110,6 +110,24 @@ class RddSession:
         self.sparkContext.stop()
 
 
+def stop_spark(spark) -> None:
+    """Stop a SparkSession or RddSession made here, without waiting ~1 s for PySpark's accumulator server.
+
+    SparkContext.stop() ends with the accumulator server's socketserver shutdown, which waits until the server's
+    handler, polling its connection from the JVM once a second, sees the flag: 0.9-1.0 s of every stop here while
+    the JVM's own stop took 0.07 s (BENCHMARKS.md, issue 17). The server is detached first and shut down in a daemon
+    thread: it takes no more updates once the JVM has stopped, and its port closes within that second (or at exit).
+    """
+    sc = spark.sparkContext
+    server = getattr(sc, "_accumulatorServer", None)
+    sc._accumulatorServer = None
+    try:
+        spark.stop()
+    finally:
+        if server is not None:
+            threading.Thread(target=server.shutdown, name="spark-accumulator-shutdown", daemon=True).start()
+
+
 def get_spark(
     master: str | None = None,
     app_name: str = "idia",
@@ -181,6 +199,9 @@ def get_spark(
         # Set spark.driver.extraJavaOptions yourself (--conf) to undo this, e.g. for JVM-heavy Spark SQL.
         defaults["spark.driver.extraJavaOptions"] = "-XX:TieredStopAtLevel=1"
         defaults["spark.driver.memory"] = "2g"  # --conf spark.driver.memory=... to change it
+        # The JVM and its Python workers talk over Unix domain sockets, not loopback TCP (Spark 4.1+, SPARK-51688):
+        # a Python task's fixed cost here fell from ~55-60 ms to ~25-35 ms per core (BENCHMARKS.md, issue 17).
+        defaults["spark.python.unix.domain.socket.enabled"] = "true"
     if archives:
         defaults["spark.archives"] = ",".join(archives)
     settings = {**defaults, **(conf or {})}

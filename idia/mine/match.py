@@ -103,6 +103,9 @@ MATCH_SCHEMA = pa.schema(
     ]
 )
 
+#: Captions fuzzy mode blocks and scores at a time (a batch of the scan can be larger).
+FUZZY_ROWS = 8192
+
 
 class Matcher:
     """Built once per process from an IDENTITIES table; `match(texts)` on any number of batches.
@@ -335,6 +338,19 @@ class Matcher:
         return hit, block[hit]
 
     def _match_fuzzy(self, texts: pa.Array) -> pa.Table:
+        """Fuzzy matches of a batch, FUZZY_ROWS captions at a time: its blocking costs more per caption on larger
+        batches (8,192 -> 65,536 rows: 1.4-1.7x slower per caption here), while the exact modes gain from them."""
+        if len(texts) <= FUZZY_ROWS:
+            return self._match_fuzzy_part(texts)
+        parts = []
+        for start in range(0, len(texts), FUZZY_ROWS):
+            part = self._match_fuzzy_part(texts.slice(start, FUZZY_ROWS))
+            parts.append(
+                part.set_column(0, MATCH_SCHEMA.field("row"), pc.add(part.column("row"), start)) if start else part
+            )
+        return pa.concat_tables(parts)
+
+    def _match_fuzzy_part(self, texts: pa.Array) -> pa.Table:
         """Every caption window of a name's token length that shares a block with the name (by the same token
         position) is scored with rapidfuzz's ratio on the normalised strings, all windows of a batch in one call."""
         hit_rows, hit_pats, hit_scores = [], [], []

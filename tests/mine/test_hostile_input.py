@@ -22,14 +22,20 @@ from idia.mine.sample import expected_counts
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # Text a caption or a names file can hold: any Unicode but lone surrogates (UTF-8 cannot carry them), weighted
-# towards the characters the rules treat specially (separators, marks, case, CJK, NUL, line breaks).
+# towards the characters the rules treat specially (separators, marks, case, CJK, NUL, line breaks). KNOWN_TEXT, for
+# the comparison with the reference, leaves out code points this Python's Unicode tables leave unassigned (Cn): 3.11
+# knows Unicode 14, Arrow's RE2 and utf8proc a later one, so a letter assigned since (U+31350, CJK Extension H, found
+# by this test) is a separator to the reference and a letter to the Arrow path the job uses for names and captions.
 TRICKY = "aAéÉöØßİıſﬁ-_'’.,;:!?@#/\\ \t\n\r\x00\u00a0\u2028\u200b\u0301\u0308漢字かな한글Ωω٣"
 CHARS = st.one_of(st.sampled_from(list(TRICKY)), st.characters(blacklist_categories=("Cs",)))
 TEXT = st.text(CHARS, max_size=60)
+KNOWN_TEXT = st.text(
+    st.one_of(st.sampled_from(list(TRICKY)), st.characters(blacklist_categories=("Cs", "Cn"))), max_size=60
+)
 
 
 @SETTINGS
-@given(TEXT)
+@given(KNOWN_TEXT)
 def test_normalisation_is_idempotent_and_the_arrow_path_equals_the_reference(text):
     once = normalize_text(text)
     assert normalize_text(once) == once

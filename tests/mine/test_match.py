@@ -209,6 +209,17 @@ def test_fuzzy_keeps_scores_and_threshold():
     assert {(r, i) for r, i, _a, _s in strict} == {(2, "evans")}
 
 
+def test_fuzzy_scores_a_large_batch_in_slices_with_the_same_matches(monkeypatch):
+    import idia.mine.match as match
+
+    texts = ["Barak Obamma at the gala", "Chris Evens", None, "Chris Evans and Barack Obama", "nobody here", ""] * 7
+    whole = found("fuzzy", texts, fuzzy_threshold=85)
+    monkeypatch.setattr(match, "FUZZY_ROWS", 4)  # 42 captions in 11 slices, slice edges inside the repeats
+    sliced = found("fuzzy", texts, fuzzy_threshold=85)
+    assert sliced == whole and len(whole) == 4 * 7
+    assert [r for r, *_ in sliced] == sorted(r for r, *_ in sliced) and max(r for r, *_ in sliced) == 39
+
+
 def test_empty_mask_and_unknown_mode():
     assert empty_mask(pa.array([None, "", "  \t", "a"])).tolist() == [True, True, True, False]
     with pytest.raises(ValueError, match="unknown match mode"):
