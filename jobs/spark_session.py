@@ -199,9 +199,6 @@ def get_spark(
         # Set spark.driver.extraJavaOptions yourself (--conf) to undo this, e.g. for JVM-heavy Spark SQL.
         defaults["spark.driver.extraJavaOptions"] = "-XX:TieredStopAtLevel=1"
         defaults["spark.driver.memory"] = "2g"  # --conf spark.driver.memory=... to change it
-        # The JVM and its Python workers talk over Unix domain sockets, not loopback TCP (Spark 4.1+, SPARK-51688):
-        # a Python task's fixed cost here fell from ~55-60 ms to ~25-35 ms per core (BENCHMARKS.md, issue 17).
-        defaults["spark.python.unix.domain.socket.enabled"] = "true"
     if archives:
         defaults["spark.archives"] = ",".join(archives)
     settings = {**defaults, **(conf or {})}

@@ -49,3 +49,27 @@ def test_a_session_follows_spark_defaults_conf(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "MASTER local[1]" in r.stdout
     assert f"spark: master local[1] (from {conf / 'spark-defaults.conf'})" in r.stderr
+
+
+def test_a_stopped_session_hands_over_to_the_next_with_working_accumulators():
+    """stop_spark leaves the accumulator server to close in the background: the next context in the same process
+    (as `idia run` makes one per stage) starts, counts with an accumulator and stops again."""
+    code = (
+        "import threading\n"
+        "from jobs.spark_session import get_spark, stop_spark\n"
+        "for round in range(2):\n"
+        "    s = get_spark('local[1]', log_level='WARN', sql=False)\n"
+        "    acc = s.sparkContext.accumulator(0)\n"
+        "    s.sparkContext.parallelize(range(10), 2).foreach(lambda x: acc.add(x))\n"
+        "    print('SUM', round, acc.value)\n"
+        "    stop_spark(s)\n"
+        "    print('ACTIVE', s.sparkContext._jsc is None, s.sparkContext._accumulatorServer is None)\n"
+        "for t in threading.enumerate():\n"
+        "    if t.name == 'spark-accumulator-shutdown':\n"
+        "        t.join(5)\n"
+        "print('LEFT', sum(t.name == 'spark-accumulator-shutdown' for t in threading.enumerate()))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "SUM 0 45" in r.stdout and "SUM 1 45" in r.stdout, r.stdout
+    assert r.stdout.count("ACTIVE True True") == 2 and "LEFT 0" in r.stdout, r.stdout
