@@ -9,7 +9,7 @@ import tempfile
 import threading
 import uuid
 import zipfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -98,6 +98,40 @@ def _quiet_accumulator_server(sc) -> None:
 
     server.handle_error = handle_error
     server._idia_quiet = True
+
+
+@contextmanager
+def _no_orphan_jvm():
+    """Stop the JVM a context start left behind when a signal cuts the start off (Ctrl-C, SIGTERM).
+
+    PySpark starts the driver JVM ignoring SIGINT and waits for it to write its connection file into a temporary
+    folder; interrupted there, it removes the folder and unwinds without stopping the JVM, which then fails to write
+    the file and stays alive, holding the command's stdout open (an `idia mine` interrupted in its first ~2 s left
+    one behind here). The processes this start spawned (with their children) are terminated by PID, and a gateway
+    PySpark kept for reuse that pointed at them is forgotten. Errors (a bad master URL) are left to PySpark.
+    """
+    import psutil
+    from pyspark import SparkContext
+
+    me = psutil.Process()
+    before = {c.pid for c in me.children(recursive=True)}
+    try:
+        yield
+    except Exception:
+        raise
+    except BaseException:
+        spawned = [c for c in me.children(recursive=True) if c.pid not in before]
+        for c in spawned:
+            with suppress(psutil.Error):
+                c.terminate()
+        _, alive = psutil.wait_procs(spawned, timeout=10)
+        for c in alive:
+            with suppress(psutil.Error):
+                c.kill()
+        gateway = SparkContext._gateway
+        if gateway is not None and getattr(getattr(gateway, "proc", None), "pid", None) in {c.pid for c in spawned}:
+            SparkContext._gateway = SparkContext._jvm = None
+        raise
 
 
 class RddSession:
@@ -215,10 +249,11 @@ def get_spark(
         spark_conf.setMaster(master)
     for k, v in settings.items():
         spark_conf.set(k, v)
-    if sql:
-        spark = SparkSession.builder.config(conf=spark_conf).getOrCreate()
-    else:
-        spark = RddSession(SparkContext.getOrCreate(spark_conf))
+    with _no_orphan_jvm():
+        if sql:
+            spark = SparkSession.builder.config(conf=spark_conf).getOrCreate()
+        else:
+            spark = RddSession(SparkContext.getOrCreate(spark_conf))
     spark.sparkContext.setLogLevel(("ERROR" if local else "WARN") if log_level == "auto" else log_level)
     _quiet_accumulator_server(spark.sparkContext)
     if local:

@@ -73,3 +73,54 @@ def test_a_stopped_session_hands_over_to_the_next_with_working_accumulators():
     assert r.returncode == 0, r.stderr[-2000:]
     assert "SUM 0 45" in r.stdout and "SUM 1 45" in r.stdout, r.stdout
     assert r.stdout.count("ACTIVE True True") == 2 and "LEFT 0" in r.stdout, r.stdout
+
+
+def test_ctrl_c_while_sparks_jvm_starts_leaves_no_jvm_behind(tmp_path):
+    """Ctrl-C while PySpark waits for the JVM it just started (the first ~2 s of a command): the command says it
+    was interrupted and exits 130, and the JVM goes too (PySpark starts it ignoring SIGINT and left it running,
+    holding the command's output open)."""
+    import signal
+    import time
+    import uuid
+
+    import psutil
+
+    from idia.mine.sample import SampleConfig, generate
+
+    generate(SampleConfig(out=str(tmp_path / "sample"), shards=1, rows_per_shard=200, names=5, seed=1))
+    mark = uuid.uuid4().hex
+    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_MASTER", "PYSPARK_SUBMIT_ARGS")}
+    env["IDIA_TEST_MARK"] = mark
+
+    def jvms() -> list:
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            try:
+                if "org.apache.spark.deploy.SparkSubmit" in (p.info["cmdline"] or []) and (
+                    p.environ().get("IDIA_TEST_MARK") == mark
+                ):
+                    found.append(p)
+            except psutil.Error:
+                continue
+        return found
+
+    cmd = [sys.executable, "-m", "pipelines.cli", "mine", "--master", "local[1]", "--out", str(tmp_path / "out")]
+    cmd += ["--shards", str(tmp_path / "sample" / "shards"), "--names", str(tmp_path / "sample" / "names.csv")]
+    proc = subprocess.Popen(
+        cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.time() + 120
+        while not jvms() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None and jvms(), "the JVM never started"
+        os.killpg(proc.pid, signal.SIGINT)
+        out = proc.communicate(timeout=60)[0]  # an orphaned JVM would hold the output open: a timeout here
+        assert proc.returncode == 130, out[-3000:]
+        assert "idia mine: interrupted" in out and "Traceback" not in out, out[-3000:]
+        assert not psutil.wait_procs(jvms(), timeout=15)[1], "a JVM was left running"
+    finally:
+        for p in jvms():
+            p.kill()
+        if proc.poll() is None:
+            proc.kill()
