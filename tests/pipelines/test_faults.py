@@ -49,7 +49,7 @@ def _interrupt(config: Path, stage: str, sig: int, ready) -> str:
     """Start `idia run`, wait for `stage`'s header and then until `ready()` (the stage is at work: a file it writes
     while working), send `sig` (SIGINT to the process group, as Ctrl-C does; SIGTERM to the command, as a scheduler
     does); the command's output. (A fixed delay after the header could land while Spark's JVM is still starting on
-    a loaded machine, which is a different fault: see the closing note.)"""
+    a loaded machine, which is a different fault, tested in tests/mine/test_spark_session.py.)"""
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "run", str(config)],
         stdout=subprocess.PIPE,
