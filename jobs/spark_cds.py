@@ -5,7 +5,8 @@ them from one archive file instead. The first local run of a given Spark + Java 
 exits (`-XX:ArchiveClassesAtExit`, into a `.partial` file named after the run); a later run promotes it once its
 writer is gone and a trial JVM has mapped it without complaint, and every run after that starts with it
 (`-XX:SharedArchiveFile`). The archive holds class metadata only (no data), ~70 MB, in
-`$IDIA_SPARK_CDS_DIR` (default `~/.cache/idia/spark-cds`). `IDIA_SPARK_CDS=0` turns it off. An archive the JVM
+`$IDIA_SPARK_CDS_DIR` (default `~/.cache/idia/spark-cds`), where the KEEP archives used last stay and partial ones
+whose run is gone are dropped. `IDIA_SPARK_CDS=0` turns it off. An archive the JVM
 cannot use (another JDK, other options) is ignored by the JVM itself; nothing here ever makes a run fail.
 """
 
@@ -23,6 +24,8 @@ DYNAMIC_MAGIC = (0xF00BABA8).to_bytes(4, "little")
 #: Keep the JVM quiet about an archive it cannot use (it then starts without it, as it would anyway).
 QUIET = "-Xlog:cds=off,cds+dynamic=off"
 STALE_S = 3600  # a partial archive without its run's record this old: its run died before writing one
+#: Archives kept, the most recently used first (~70 MB each): one per Spark + Java + driver-options combination.
+KEEP = 3
 
 
 def cache_dir() -> Path:
@@ -55,7 +58,9 @@ def driver_options(java_options: str) -> str:
         final = folder / f"{key}.jsa"
         if not final.exists():
             _promote(folder, key, final)
+        _prune(folder, key)
         if final.exists():
+            Path(f"{final}.json").touch()  # last used: what _prune keeps
             return f"-XX:SharedArchiveFile={final} {QUIET}"
         if any(_alive(r) for r in _records(folder, key)):
             return ""  # another run writes it now
@@ -120,6 +125,35 @@ def _promote(folder: Path, key: str, final: Path) -> None:
     for partial in folder.glob(f"{key}.*.partial"):  # their run died before saying which JVM wrote them
         if not Path(f"{partial}.json").exists() and time.time() - partial.stat().st_mtime > STALE_S:
             partial.unlink(missing_ok=True)
+
+
+def _last_used(archive: Path) -> float:
+    try:
+        return Path(f"{archive}.json").stat().st_mtime
+    except OSError:
+        return archive.stat().st_mtime
+
+
+def _prune(folder: Path, key: str) -> None:
+    """Keep the cache bounded: the KEEP most recently used archives stay (this run's always), and partial archives of
+    other combinations are dropped once their writer is gone and STALE_S has passed (this run's are `_promote`'s).
+    A JVM that has an archive mapped keeps its mapping when the file goes."""
+    finals = sorted(folder.glob("*.jsa"), key=_last_used, reverse=True)
+    for old in [f for f in finals if f.name != f"{key}.jsa"][max(0, KEEP - 1) :]:
+        old.unlink(missing_ok=True)
+        Path(f"{old}.json").unlink(missing_ok=True)
+    for partial in folder.glob("*.partial"):
+        if partial.name.startswith(f"{key}."):
+            continue
+        meta = Path(f"{partial}.json")
+        try:
+            record = json.loads(meta.read_text()) if meta.exists() else None
+            stale = time.time() - partial.stat().st_mtime > STALE_S
+        except (OSError, ValueError):
+            continue
+        if stale and (record is None or not _alive(record)):
+            partial.unlink(missing_ok=True)
+            meta.unlink(missing_ok=True)
 
 
 def _usable(partial: Path, record: dict) -> bool:

@@ -97,3 +97,34 @@ def test_partial_archives_are_promoted_only_when_whole_and_their_writer_is_gone(
     assert spark_cds.archive_key("-Xmx8g") != key
     monkeypatch.setenv("IDIA_SPARK_CDS", "0")
     assert spark_cds.driver_options("-XX:TieredStopAtLevel=1") == ""
+
+
+def test_the_cache_keeps_the_most_recently_used_archives_and_drops_dead_runs_partials(tmp_path):
+    now = time.time()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # a process that has exited
+
+    def put(name: str, age_s: float, record: dict | None = None) -> Path:
+        f = tmp_path / name
+        f.write_bytes(b"x")
+        os.utime(f, (now - age_s, now - age_s))
+        if record is not None or name.endswith(".jsa"):
+            meta = tmp_path / f"{name}.json"
+            meta.write_text(json.dumps(record or {}))
+            os.utime(meta, (now - age_s, now - age_s))
+        return f
+
+    finals = {k: put(f"{k}.jsa", age) for k, age in (("a", 400), ("b", 300), ("c", 200), ("d", 100), ("cur", 500))}
+    old = 2 * spark_cds.STALE_S
+    gone = put("other.1.partial", old, {"jvm_pid": dead_pid})  # its writer exited long ago
+    fresh = put("other.2.partial", 10, {"jvm_pid": dead_pid})  # too recent to judge
+    writing = put("other.3.partial", old, {"jvm_pid": os.getpid()})  # its writer still runs
+    orphan = put("other.4.partial", old)  # its run died before saying which JVM wrote it
+    mine = put("cur.5.partial", old, {"jvm_pid": dead_pid})  # this combination's: promotion decides
+    spark_cds._prune(tmp_path, "cur")
+    left = {p.name for p in tmp_path.iterdir()}
+    # this run's archive and the KEEP - 1 others used last stay; the rest go with their records
+    assert {k for k, f in finals.items() if f.name in left} == {"cur", "d", "c"}
+    assert "a.jsa.json" not in left and "b.jsa.json" not in left and "d.jsa.json" in left
+    assert gone.name not in left and orphan.name not in left and f"{gone.name}.json" not in left
+    assert {fresh.name, writing.name, mine.name} <= left
