@@ -1,7 +1,9 @@
 """Spark adapter of the mining stage: runs idia.mine's scan and merge tasks as plain RDD jobs.
 
 The tasks read and write files themselves and return a few small rows, so a DataFrame plan would add only query
-compilation (the JVM's JIT compiling generated code took 10-20% of 2 cores here). Each task is one partition.
+compilation (the JVM's JIT compiling generated code took 10-20% of 2 cores here). Consecutive tasks share a
+partition in shrinking chunks (`idia.core.tasks.guided_chunks`): each Spark task costs ~30-80 ms of scheduling and
+Python worker round trips here (BENCHMARKS.md), and the last chunks of one task each still balance the cores.
 """
 
 from __future__ import annotations
@@ -10,20 +12,24 @@ import functools
 from contextlib import contextmanager
 from typing import Iterator
 
+from idia.core.tasks import guided_chunks
 from idia.mine.config import MineConfig
 from idia.mine.stage import run_mine as _run_mine
 from jobs.spark_session import check_executors, get_spark, java_error_line, spark_progress, stop_spark
 
 
-def _partition(fn, bcast, tasks: Iterator) -> Iterator[dict]:
+def _partition(fn, bcast, done, chunks: Iterator) -> Iterator[dict]:
     context = bcast.value
-    for task in tasks:
-        out = fn(context, task)
-        yield from (out if isinstance(out, list) else [out])
+    for chunk in chunks:
+        for task in chunk:
+            out = fn(context, task)
+            done.add(1)
+            yield from (out if isinstance(out, list) else [out])
 
 
 class SparkExecutor:
-    """idia.core.tasks.TaskExecutor on a SparkSession: the context is broadcast once, one task per partition."""
+    """idia.core.tasks.TaskExecutor on a SparkSession: the context is broadcast once; a partition runs a chunk of
+    consecutive tasks (results in task order); the progress bar counts tasks as their partitions finish."""
 
     def __init__(self, spark):
         self.spark = spark
@@ -35,9 +41,15 @@ class SparkExecutor:
             return []
         sc = self.spark.sparkContext
         bcast = sc.broadcast(context)
+        tasks = list(tasks)
+        chunks, at = [], 0
+        for size in guided_chunks(len(tasks), self.parallelism):
+            chunks.append(tasks[at : at + size])
+            at += size
+        done = sc.accumulator(0)
         try:
-            rdd = sc.parallelize(list(tasks), len(tasks)).mapPartitions(functools.partial(_partition, fn, bcast))
-            with spark_progress(self.spark, desc, len(tasks)):
+            rdd = sc.parallelize(chunks, len(chunks)).mapPartitions(functools.partial(_partition, fn, bcast, done))
+            with spark_progress(self.spark, desc, len(tasks), done=lambda: done.value):
                 return rdd.collect()
         except Exception as exc:
             from py4j.protocol import Py4JJavaError

@@ -270,8 +270,9 @@ def get_spark(
 
 
 @contextmanager
-def spark_progress(spark, desc: str, total: int, every_s: float = 0.5):
-    """A progress bar (tasks done of `total`) for the Spark jobs run inside the block, polled from the status tracker.
+def spark_progress(spark, desc: str, total: int, every_s: float = 0.5, done=None):
+    """A progress bar (tasks done of `total`) for the Spark jobs run inside the block, polled from the status tracker
+    (its completed Spark tasks), or from `done()` where the caller counts its own (tasks packed into partitions).
 
     A bar on a terminal, a periodic log line otherwise (idia.core.progress); the jobs get a job group so the Spark
     UI names them.
@@ -297,10 +298,11 @@ def spark_progress(spark, desc: str, total: int, every_s: float = 0.5):
     def poll() -> None:
         while not stop.wait(every_s):
             try:
-                bar.update(done_tasks() - bar.n)
+                bar.update(count() - bar.n)
             except Exception:  # the context is stopping: the bar just stops moving
                 return
 
+    count = done_tasks if done is None else (lambda: min(int(done()), total))
     thread = threading.Thread(target=poll, name="spark-progress", daemon=True)
     thread.start()
     ok = False

@@ -22,6 +22,20 @@ class TaskExecutor(Protocol):
         ...
 
 
+def guided_chunks(n: int, slots: int, factor: int = 2) -> list[int]:
+    """Sizes of consecutive chunks of `n` tasks for an engine that pays a fixed cost per scheduled task: guided
+    self-scheduling, each chunk ceil(remaining / (factor * slots)), so chunks shrink to single tasks at the end and
+    the last tasks still balance across the slots. 40 tasks on 2 slots: 10 8 6 4 3 3 2 1 1 1 1 (11 scheduled).
+    Chunks are taken in order, so the results keep the tasks' order."""
+    sizes = []
+    left = n
+    while left > 0:
+        size = max(1, -(-left // (factor * max(1, slots))))
+        sizes.append(size)
+        left -= size
+    return sizes
+
+
 def flatten(results: list) -> list:
     out: list = []
     for r in results:
