@@ -39,6 +39,9 @@ STAGED = pa.schema(
     ]
 )
 MATCH_COLUMNS = ["SAMPLE_ID", "URL", "TEXT", "WIDTH", "HEIGHT", "NSFW", "similarity"]
+#: Canonical columns of a few distinct strings, read as Arrow dictionaries (parquet stores them dictionary-encoded):
+#: NSFW decodes ~4x cheaper so (BENCHMARKS.md); a matched row's value is decoded when its row is taken.
+DICTIONARY_COLUMNS = ("NSFW",)
 COUNTERS = (
     "rows_read",
     "null_or_empty",
@@ -215,6 +218,12 @@ def _resumed(ctx: ScanContext, unit: ScanUnit, row: dict) -> dict | None:
     return None
 
 
+def _decoded(table: pa.Table) -> pa.Table:
+    """The table with its dictionary columns decoded to their values (the few rows a batch matched)."""
+    cols = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
+    return pa.Table.from_arrays(cols, names=table.column_names)
+
+
 def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
     """Match one work unit and stage its match rows; returns its UNIT_STATS row (with the error, if any)."""
     storage.apply_shipped(ctx.fsspec_conf)
@@ -231,10 +240,13 @@ def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
     again = _resumed(ctx, unit, row)
     if again is not None:
         return again
-    # Only the columns the manifest keeps are read (LICENSE and unmapped extras are not).
+    # Only the columns the manifest keeps are read (LICENSE and unmapped extras are not). Every row's TEXT is mapped
+    # to the canonical schema; the other columns only for the matched rows, after they are taken.
     mapping = {k: v for k, v in COLUMN_MAPPINGS[ctx.columns].items() if k in MATCH_COLUMNS}
     src_cols = sorted({c for c in mapping.values() if c is not None})
     schema = pa.schema([LAION_400M.field(c) for c in MATCH_COLUMNS])
+    text_mapping, text_schema = {"TEXT": mapping["TEXT"]}, pa.schema([LAION_400M.field("TEXT")])
+    as_dictionary = [mapping[c] for c in DICTIONARY_COLUMNS if mapping.get(c)]
     st = Stats()
     t_start = time.perf_counter()
     matcher, buckets, also = matcher_for(ctx, st)
@@ -243,14 +255,14 @@ def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
     out = StagedWriter(ctx.units_dir / f"{unit.name}.arrow")
     try:
         with open_input(url) as f:
-            pf = pq.ParquetFile(f)
+            pf = pq.ParquetFile(f, read_dictionary=as_dictionary)
             row0 = unit.first_row
             for batch in pf.iter_batches(
                 batch_size=ctx.batch_size, row_groups=range(unit.rg0, unit.rg1 + 1), columns=src_cols, use_threads=False
             ):
-                tbl = map_columns(pa.Table.from_batches([batch]), mapping, schema, url)
-                n = tbl.num_rows
-                texts = tbl.column("TEXT").combine_chunks()
+                raw = pa.Table.from_batches([batch])
+                n = raw.num_rows
+                texts = map_columns(raw, text_mapping, text_schema, url).column(0).combine_chunks()
                 blank = empty_mask(texts)
                 n_empty = int(blank.sum()) if n else 0
                 m = matcher.match(texts, blank)
@@ -266,7 +278,7 @@ def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
                     # Bucket runs (row order kept inside each), so the staged writer can slice without sorting.
                     m = m.take(np.argsort(buckets[m.column("identity_index").to_numpy()], kind="stable"))
                     rows, ident = m.column("row").to_numpy(), m.column("identity_index").to_numpy()
-                    taken = tbl.take(pa.array(rows))
+                    taken = map_columns(_decoded(raw.take(pa.array(rows))), mapping, schema, url)
                     cols = {
                         "file_index": pa.array(np.full(len(rows), unit.file_index, np.int32)),
                         "row_number": pa.array(rows + row0),
