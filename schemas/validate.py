@@ -56,22 +56,34 @@ def conform(table: pa.Table, expected: pa.Schema, where: str) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=expected)
 
 
-def map_columns(table: pa.Table, mapping: dict[str, str | None], expected: pa.Schema, where: str) -> pa.Table:
-    """Rename a source layout to the canonical one via an explicit mapping, fill absent columns with nulls, cast."""
-    arrays = []
+def check_mapping(schema: pa.Schema, mapping: dict[str, str | None], expected: pa.Schema, where: str) -> list[int]:
+    """Raise SchemaError unless a source layout (`schema`) holds every column `mapping` names for `expected`, each of
+    a compatible type; returns each expected column's index in `schema` (-1: absent from the mapping, null-filled)."""
+    found = []
     for f in expected:
         src = mapping.get(f.name)
         if src is None:
-            arrays.append(pa.nulls(table.num_rows, f.type))
+            found.append(-1)
             continue
-        idx = table.schema.get_field_index(src)
+        idx = schema.get_field_index(src)
         if idx < 0:
             raise SchemaError(
-                f"{where}: missing column '{src}' (mapped to '{f.name}'); columns present: {', '.join(table.schema.names)}"
+                f"{where}: missing column '{src}' (mapped to '{f.name}'); columns present: {', '.join(schema.names)}"
             )
+        if not _compatible(schema.field(idx).type, f.type):
+            raise SchemaError(f"{where}: column '{src}' has type {schema.field(idx).type}, expected {f.type}")
+        found.append(idx)
+    return found
+
+
+def map_columns(table: pa.Table, mapping: dict[str, str | None], expected: pa.Schema, where: str) -> pa.Table:
+    """Rename a source layout to the canonical one via an explicit mapping, fill absent columns with nulls, cast."""
+    arrays = []
+    for f, idx in zip(expected, check_mapping(table.schema, mapping, expected, where)):
+        if idx < 0:
+            arrays.append(pa.nulls(table.num_rows, f.type))
+            continue
         col = table.column(idx)
-        if not _compatible(col.type, f.type):
-            raise SchemaError(f"{where}: column '{src}' has type {col.type}, expected {f.type}")
         if col.type != f.type:
             col = col.cast(f.type)
         arrays.append(col)

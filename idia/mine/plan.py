@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from idia.core.errors import InputFileError, UserError
 from schemas import LAION_400M
-from schemas.validate import map_columns
+from schemas.validate import check_mapping
 
 GLOB_CHARS = set("*?[")
 #: Upper bound of an automatic scan task: ~5 s of matching per core here, so stragglers stay short.
@@ -104,7 +104,7 @@ def inspect_footers(files: list[str], mapping: dict, skip_bad: bool) -> tuple[li
             bad.append({"file": url, "reason": reason})
             continue
         # Missing column / wrong type is the user's layout choice (--columns): always an error, never skipped.
-        map_columns(schema.empty_table(), mapping, LAION_400M, url)
+        check_mapping(schema, mapping, LAION_400M, url)
         ok.append(InputFile(url, index, size, md.serialized_size, rgs))
     return ok, bad
 

@@ -440,7 +440,7 @@ def test_a_spark_python_worker_killed_mid_scan_fails_cleanly_and_the_rerun_is_ex
                     return ""
 
             tree = psutil.Process(proc.pid).children(recursive=True)
-            daemons = [p for p in tree if "pyspark.daemon" in cmdline(p)]
+            daemons = [p for p in tree if "pyspark.daemon" in cmdline(p) or "jobs.spark_daemon" in cmdline(p)]
             pids = {d.pid for d in daemons}
             workers = [p for p in daemons if p.ppid() in pids]
             if workers:
