@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -68,6 +69,14 @@ def check_outputs(out: Path, summary: dict, mode: str) -> dict:
         assert ids == sorted(ids)
         rows += t.num_rows
     assert rows == total_pairs
+    # Every manifest row carries its caption row's own columns (the scan maps them after taking the matched rows,
+    # NSFW read as a dictionary): the same values as the input row with that SAMPLE_ID.
+    manifest = pq.read_table(out / "manifests")
+    keep = ["SAMPLE_ID", "URL", "TEXT", "WIDTH", "HEIGHT", "NSFW", "similarity"]
+    for src in set(manifest.column("source_file").to_pylist()):
+        rows_of = {r["SAMPLE_ID"]: r for r in pq.read_table(src, columns=keep).to_pylist()}
+        mine = manifest.filter(pc.equal(manifest.column("source_file"), src)).select(keep).to_pylist()
+        assert mine and all(r == rows_of[r["SAMPLE_ID"]] for r in mine)
     lists = pq.read_table(out / "identity_lists" / "occurrences.parquet")
     assert lists.schema.remove_metadata() == IDENTITY_LIST
     return stats
