@@ -253,6 +253,10 @@ def get_spark(
         # Local workers run this interpreter, which has PySpark installed: import it with its bytecode cache, not
         # from Spark's zip (jobs/spark_daemon.py: ~0.5 s off every job's first task here).
         defaults["spark.python.daemon.module"] = "jobs.spark_daemon"
+    else:
+        # Executors elsewhere may lack this checkout's packages when their daemon starts: PySpark's own daemon. Set
+        # explicitly, because a local context earlier in this process leaves its settings in the JVM's properties.
+        defaults["spark.python.daemon.module"] = "pyspark.daemon"
     if archives:
         defaults["spark.archives"] = ",".join(archives)
     settings = {**defaults, **(conf or {})}
