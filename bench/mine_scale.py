@@ -249,7 +249,12 @@ def main() -> int:
     res["by_script"] = floor_by_script(files, names[1000], lim)
     print("by_script", json.dumps(res["by_script"]), flush=True)
     for n in args.name_sizes:
+        # The floor at the job's names right before and right after it: the shared machine's load drifts over the
+        # minute the floors above take, so each job is also compared with the mean of its two neighbouring floors.
+        before = floor(files, names[n], limit=lim)
         job = run_job(files[0].parent, names[n], out / f"job_{n}")
+        after = floor(files, names[n], limit=lim)
+        job["floor_around"] = [r[1] / r[0] for r in (before, after)]
         res["jobs"][n] = job
         print(n, json.dumps({k: v for k, v in job.items() if k != "stats"} | {"stage_s": job["stats"]["stage_s"]}))
     write_results(out, "mine_scale", res, render)
@@ -303,8 +308,9 @@ def render(res: dict) -> str:
     lines += [
         "",
         "| names | job wall (s) | first scan task at (s) | scan (s) | merge (s) | captions/s/core, end to end "
-        "| vs the new floor at its names | vs the 1,000-name floor | vs two floors at once | worker peak RSS |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| vs the new floor at its names | vs the 1,000-name floor | vs the floors just before and after it "
+        "| vs two floors at once | worker peak RSS |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n, j in res["jobs"].items():
         st = j["stats"]["stage_s"]
@@ -313,6 +319,11 @@ def render(res: dict) -> str:
         lines.append(
             f"| {int(n):,} | {j['wall_s']:.1f} | {st.get('first_task_s', float('nan')):.1f} | {st['scan_s']:.1f} | "
             f"{st['merge_s']:.1f} | {per_core:,.0f} | {per_core / own:.2f}x | {per_core / f['bytes']['per_core']:.2f}x | "
+            + (
+                f"{per_core / (sum(j['floor_around']) / 2):.2f}x ({', '.join(f'{x:,.0f}' for x in j['floor_around'])}) | "
+                if j.get("floor_around")
+                else "- | "
+            )
             + (f"{per_core / res['floor_pair']['per_core']:.2f}x | " if "floor_pair" in res else "- | ")
             + f"{j['worker_rss'] / 2**20:.0f} MiB |"
         )
