@@ -13,7 +13,8 @@ from schemas import LAION_400M
 from schemas.validate import check_mapping
 
 GLOB_CHARS = set("*?[")
-#: Upper bound of an automatic scan task: ~5 s of matching per core here, so stragglers stay short.
+#: Upper bound of an automatic scan unit: ~1 s of matching per core here (BENCHMARKS.md), so stragglers stay short and
+#: a killed run redoes little; an engine with a fixed cost per task runs several units in one (jobs/mine.py).
 AUTO_TASK_ROWS = 1_000_000
 
 
