@@ -325,7 +325,7 @@ def render(res: dict) -> str:
     for n, j in res["jobs"].items():
         st = j["stats"]["stage_s"]
         per_core = res["captions"] / j["wall_s"] / 2
-        own = f.get(f"bytes_{n}", f["bytes"])["per_core"] if int(n) != 1000 else f["bytes"]["per_core"]
+        own = f.get(f"bytes_{n}", f["bytes"])["per_core"]  # no bytes_1000: the 1,000-name floor is "bytes"
         lines.append(
             f"| {int(n):,} | {j['wall_s']:.1f} | {st.get('first_task_s', float('nan')):.1f} | {st['scan_s']:.1f} | "
             f"{st['merge_s']:.1f} | {per_core:,.0f} | {per_core / own:.2f}x | {per_core / f['bytes']['per_core']:.2f}x | "

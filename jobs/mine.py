@@ -2,7 +2,7 @@
 
 The tasks read and write files themselves and return a few small rows, so a DataFrame plan would add only query
 compilation (the JVM's JIT compiling generated code took 10-20% of 2 cores here). Consecutive tasks share a
-partition in shrinking chunks (`idia.core.tasks.guided_chunks`): each Spark task costs ~30-80 ms of scheduling and
+partition in shrinking chunks (`idia.core.tasks.guided_chunks`): each Spark task costs ~40-45 ms of scheduling and
 Python worker round trips here (BENCHMARKS.md), and the last chunks of one task each still balance the cores.
 """
 
@@ -49,7 +49,7 @@ class SparkExecutor:
         done = sc.accumulator(0)
         try:
             rdd = sc.parallelize(chunks, len(chunks)).mapPartitions(functools.partial(_partition, fn, bcast, done))
-            with spark_progress(self.spark, desc, len(tasks), done=lambda: done.value):
+            with spark_progress(self.spark, desc, len(tasks), lambda: done.value):
                 return rdd.collect()
         except Exception as exc:
             from py4j.protocol import Py4JJavaError

@@ -296,9 +296,9 @@ def get_spark(
 
 
 @contextmanager
-def spark_progress(spark, desc: str, total: int, every_s: float = 0.5, done=None):
-    """A progress bar (tasks done of `total`) for the Spark jobs run inside the block, polled from the status tracker
-    (its completed Spark tasks), or from `done()` where the caller counts its own (tasks packed into partitions).
+def spark_progress(spark, desc: str, total: int, done, every_s: float = 0.5):
+    """A progress bar (`done()` of `total` tasks) for the Spark jobs run inside the block, polled every `every_s`;
+    the caller counts its own tasks (they are packed into partitions, so Spark's task counts are not theirs).
 
     A bar on a terminal, a periodic log line otherwise (idia.core.progress); the jobs get a job group so the Spark
     UI names them.
@@ -311,24 +311,13 @@ def spark_progress(spark, desc: str, total: int, every_s: float = 0.5, done=None
     bar = progress(total, desc, "task")
     stop = threading.Event()
 
-    def done_tasks() -> int:
-        tracker = sc.statusTracker()
-        n = 0
-        for jid in tracker.getJobIdsForGroup(group):
-            info = tracker.getJobInfo(jid)
-            for sid in info.stageIds if info else ():
-                stage = tracker.getStageInfo(sid)
-                n += stage.numCompletedTasks if stage else 0
-        return min(n, total)
-
     def poll() -> None:
         while not stop.wait(every_s):
             try:
-                bar.update(count() - bar.n)
+                bar.update(min(int(done()), total) - bar.n)
             except Exception:  # the context is stopping: the bar just stops moving
                 return
 
-    count = done_tasks if done is None else (lambda: min(int(done()), total))
     thread = threading.Thread(target=poll, name="spark-progress", daemon=True)
     thread.start()
     ok = False

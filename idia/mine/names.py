@@ -33,7 +33,6 @@ import hashlib
 import io
 import re
 import unicodedata
-from array import array
 from pathlib import Path
 
 import numpy as np
@@ -240,7 +239,7 @@ def parse_names(path: str | Path) -> tuple[pa.Table, Stats]:
                 _strings([a for al in aliases_out for a in al]),
             ),
             _strings(sexes),
-            pa.Array.from_buffers(pa.int32(), len(src), [None, pa.py_buffer(array("i", src))]),
+            pa.Array.from_buffers(pa.int32(), len(src), [None, pa.py_buffer(np.asarray(src, np.int32))]),
         ],
         schema=IDENTITIES,
     )
