@@ -154,18 +154,15 @@ import sys, json, tempfile
 import pyarrow as pa, pyarrow.parquet as pq
 from idia.mine.names import read_names
 from idia.mine.plan import InputFile, plan_units
-from idia.mine.scan import ScanContext, scan_unit
+from idia.mine.scan import ScanContext, prepare_matchers, scan_unit
 files, names, batch = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 ids = read_names(names)
-sink = pa.BufferOutputStream()
-with pa.ipc.new_stream(sink, ids.schema) as w: w.write_table(ids)
 good = []
 for fi, f in enumerate(files):
     md = pq.ParquetFile(f).metadata
     good.append(InputFile(f, fi, 0, 0, tuple(md.row_group(i).num_rows for i in range(md.num_row_groups))))
 units = plan_units(good, 10**12)  # one task per whole shard: the worst case for the memory bound
-ctx = ScanContext(identities=sink.getvalue().to_pybytes(), matcher_key="k", mode="normalized", threshold=90.0,
-                  buckets=16, columns="laion400m", batch_size=batch, files=tuple(files),
+ctx = ScanContext(matchers=prepare_matchers(ids, "normalized", 90.0, 16), matcher_key="k", columns="laion400m", batch_size=batch, files=tuple(files),
                   staging=tempfile.mkdtemp(prefix="idia-bench-mem-"), fingerprint="bench")
 from idia.mine.scan import matcher_for
 from idia.core.stats import Stats

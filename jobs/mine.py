@@ -15,7 +15,30 @@ from typing import Iterator
 from idia.core.tasks import guided_chunks
 from idia.mine.config import MineConfig
 from idia.mine.stage import run_mine as _run_mine
-from jobs.spark_session import check_executors, get_spark, java_error_line, spark_progress, stop_spark
+from jobs.spark_session import (
+    check_executors,
+    get_spark,
+    java_error_line,
+    spark_progress,
+    start_driver,
+    stop_spark,
+)
+
+_frozen = False
+
+
+def _freeze_once() -> None:
+    """Move what this Python worker holds after its first task (modules, the matcher) out of the cyclic GC's reach.
+
+    PySpark's daemon runs a full `gc.collect()` after every task of a reused worker; with pyarrow, pandas and a
+    100,000-name matcher loaded it took 16-19 ms a task here (BENCHMARKS.md), walking objects that live as long as
+    the worker. Frozen objects are still freed by reference counting; only cycles among them would stay."""
+    global _frozen
+    if not _frozen:
+        import gc
+
+        gc.freeze()
+        _frozen = True
 
 
 def _partition(fn, bcast, done, chunks: Iterator) -> Iterator[dict]:
@@ -24,6 +47,7 @@ def _partition(fn, bcast, done, chunks: Iterator) -> Iterator[dict]:
         for task in chunk:
             out = fn(context, task)
             done.add(1)
+            _freeze_once()
             yield from (out if isinstance(out, list) else [out])
 
 
@@ -69,8 +93,9 @@ class SparkExecutor:
 
 
 @contextmanager
-def spark_executor(cfg: MineConfig, spark=None):
-    """A SparkExecutor on `spark`, or on a session made (and stopped) here from cfg.master and cfg.spark_conf."""
+def spark_executor(cfg: MineConfig, spark=None, launch=None):
+    """A SparkExecutor on `spark`, or on a session made (and stopped) here from cfg.master and cfg.spark_conf (its
+    driver JVM `launch`, when `start_driver` started it earlier)."""
     import os
 
     own = spark is None
@@ -83,6 +108,7 @@ def spark_executor(cfg: MineConfig, spark=None):
         executor_env=cfg.executor_env,
         executor_python=cfg.executor_python,
         sql=False,  # the mining job runs plain RDD tasks
+        launch=launch,
     )
     try:
         if cfg.probe_timeout and not spark.sparkContext.master.startswith("local"):
@@ -98,5 +124,17 @@ def spark_executor(cfg: MineConfig, spark=None):
 
 
 def run_mine(cfg: MineConfig, spark=None) -> dict:
-    """The mining stage on Spark (an existing session, or one made from the config); returns its stats."""
-    return _run_mine(cfg, lambda: spark_executor(cfg, spark))
+    """The mining stage on Spark (an existing session, or one made from the config); returns its stats.
+
+    Without a session, a local one's driver JVM is started first, in the background (`start_driver`): its ~1 s start
+    runs while the stage parses the names and reads the footers. A stage that stops before the engine (bad names, a
+    finished run) stops that JVM again."""
+    cfg.validate()
+    launch = None
+    if spark is None:
+        launch = start_driver(cfg.master, "idia-mine", {k: str(v) for k, v in cfg.spark_conf.items()})
+    try:
+        return _run_mine(cfg, lambda: spark_executor(cfg, spark, launch))
+    finally:
+        if launch is not None:
+            launch.close()  # a no-op once the session adopted it

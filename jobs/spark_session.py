@@ -179,55 +179,126 @@ def stop_spark(spark) -> None:
             threading.Thread(target=server.shutdown, name="spark-accumulator-shutdown", daemon=True).start()
 
 
-def get_spark(
-    master: str | None = None,
-    app_name: str = "idia",
-    conf: dict[str, str] | None = None,
-    log_level: str = "auto",
-    executor_env: str | None = None,
-    executor_python: str | None = None,
-    sql: bool = True,
-):
-    """Create (or return the running) SparkSession.
+#: What the driver JVM prints on every start that tells a user nothing: the module notice of Spark's own launcher
+#: flags, log4j's default-profile notes (before the level is set) and Hadoop's native-library notice. A JVM started
+#: here writes its stderr through `_relay`, which drops these lines and passes every other one on.
+JVM_NOISE = (
+    b"WARNING: Using incubator modules: ",
+    b"Using Spark's default log4j profile: ",
+    b'Setting default log level to "',
+    b"To adjust logging level use sc.setLogLevel(",
+    b"WARN NativeCodeLoader: Unable to load native-hadoop library",
+)
 
-    sql=False: only the SparkContext (an `RddSession`), for jobs that run plain RDD tasks (mining): the JVM's SQL
-    session is not made, ~1-2 s less start-up (BENCHMARKS.md, "Start-up").
 
-    master: None -> what Spark itself would use (`configured_master`); any Spark master URL otherwise.
-    conf: extra Spark settings, applied last (they win over the defaults here).
-    log_level: Spark's log level; auto = ERROR in local mode, WARN on a cluster (where "Initial job has not accepted
-    any resources" is what a job waiting for executors says).
-    executor_env: an archive from `idia pack-env` (jobs/executor_env.py), shipped with the job as
-    `spark.archives=ARCHIVE#environment`; executors run `./environment/bin/python`. executor_python: a Python every
-    node already has. Neither: executors run this driver's interpreter path (right for local mode and for nodes
-    that share this machine's environment). In local mode both are ignored: the executors are this machine.
+def _relay(stream, write) -> None:
+    """Copy the driver JVM's stderr, line by line, to `write`, without the JVM_NOISE lines; ends at the JVM's exit.
+    The pipe is always drained (a JVM whose stderr pipe filled up would block), whatever `write` does."""
+    try:
+        for line in iter(stream.readline, b""):
+            if any(noise in line for noise in JVM_NOISE):
+                continue
+            try:
+                write(line)
+            except Exception:  # this process's stderr is gone (exiting, or closed by a caller): keep draining
+                pass
+    except (OSError, ValueError):  # the pipe itself closed under us: the process is exiting
+        pass
+
+
+def _write_stderr(line: bytes) -> None:
+    """One relayed line to this process's current sys.stderr (a caller's replacement included)."""
+    sys.stderr.write(line.decode("utf-8", "replace"))
+    sys.stderr.flush()
+
+
+class DriverLaunch:
+    """The driver JVM (PySpark's py4j gateway, `pyspark.java_gateway.launch_gateway`) started in a thread.
+
+    `get_spark` starts every JVM it makes through one of these, and a one-shot job can start it before its own set-up
+    (`start_driver`): the JVM's ~1 s start then runs while the driver parses the names and reads footers (mining at
+    100,000 names: ~0.4 s of the command's critical path, BENCHMARKS.md). The JVM's stderr comes back through a pipe
+    (`_relay`: its start-up notices dropped), so its lines never come before the set-up's own errors, and the
+    command's output closes when the command ends rather than when the JVM finishes its own exit afterwards.
+
+    `take()` waits for the gateway (raising what the start raised); `close()` stops a JVM no context adopted (a failed
+    set-up, Ctrl-C): the processes the launch spawned are terminated by PID, as `_no_orphan_jvm` does for a start
+    cut off by a signal.
     """
-    from pyspark.sql import SparkSession
 
-    # py4j logs a traceback of its own for every call cut off when the JVM goes (Ctrl-C reaches the whole process
-    # group); the error that matters reaches the caller as an exception, so its log is kept to CRITICAL.
-    logging.getLogger("py4j").setLevel(logging.CRITICAL)
-    logging.getLogger().addFilter(_not_py4j_interrupt)  # py4j logs that one on the root logger
-    master, source = configured_master(master)
-    submitted = source == "spark-submit"
-    local = master.startswith("local")
-    print(f"spark: master {master} (from {source})", file=sys.stderr, flush=True)
-    archives = []
-    if (executor_env or executor_python) and local:
-        print("spark: local mode: --executor-env / --executor-python ignored", file=sys.stderr, flush=True)
-    elif executor_env:
-        if not Path(executor_env).is_file():
-            from idia.core.errors import UserError
+    def __init__(
+        self, master: str, app_name: str, settings: dict[str, str], submitted: bool, asked: dict[str, str] | None = None
+    ):
+        import psutil
 
-            raise UserError(f"{executor_env}: executor environment archive not found (make it with `idia pack-env`)")
-        archives.append(f"{Path(executor_env).resolve()}#environment")
-        executor_python = "./environment/bin/python"
-    # PySpark hands executors the interpreter named by PYSPARK_PYTHON when the context starts.
-    if executor_python and not local:
-        os.environ["PYSPARK_PYTHON"] = executor_python
-    else:
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        self.master, self.app_name, self.settings, self.submitted = master, app_name, dict(settings), submitted
+        self.asked = dict(asked if asked is not None else settings)  # the settings before the CDS options
+        self.gateway = None
+        self.error: BaseException | None = None
+        self.adopted = False
+        self._before = {c.pid for c in psutil.Process().children(recursive=True)}
+        self._thread = threading.Thread(target=self._launch, name="spark-driver-launch", daemon=True)
+        self._thread.start()
+
+    def conf(self):
+        from pyspark import SparkConf
+
+        conf = SparkConf(loadDefaults=False).setAppName(self.app_name)
+        if not self.submitted:
+            conf.setMaster(self.master)
+        for k, v in self.settings.items():
+            conf.set(k, v)
+        return conf
+
+    def _launch(self) -> None:
+        import subprocess
+
+        from pyspark.java_gateway import launch_gateway
+
+        try:
+            gateway = launch_gateway(self.conf(), popen_kwargs={"stderr": subprocess.PIPE})
+            threading.Thread(
+                target=_relay, args=(gateway.proc.stderr, _write_stderr), name="spark-jvm-stderr", daemon=True
+            ).start()
+            self.gateway = gateway
+        except BaseException as exc:  # handed to the caller by take()
+            self.error = exc
+
+    def take(self):
+        """The started gateway (waits for the start; re-raises its error)."""
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.gateway
+
+    def close(self) -> None:
+        """Stop the JVM unless a context adopted it; safe to call more than once and mid-start."""
+        if self.adopted:
+            return
+        import psutil
+        from pyspark import SparkContext
+
+        me = psutil.Process()
+        spawned = [c for c in me.children(recursive=True) if c.pid not in self._before]
+        for c in spawned:
+            with suppress(psutil.Error):
+                c.terminate()
+        _, alive = psutil.wait_procs(spawned, timeout=10)
+        for c in alive:
+            with suppress(psutil.Error):
+                c.kill()
+        self._thread.join(30)
+        gateway, self.gateway = self.gateway, None
+        if gateway is not None:
+            with suppress(Exception):
+                gateway.close()
+            if SparkContext._gateway is gateway:
+                SparkContext._gateway = SparkContext._jvm = None
+        self.adopted = True  # nothing left to stop
+
+
+def _session_settings(master: str, local: bool, conf: dict[str, str] | None, archives: list[str]) -> dict[str, str]:
+    """The settings a session made here starts with: the small-machine defaults, then `conf` (which wins)."""
     defaults = {
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         # Arrow batches of DataFrame <-> Python exchanges (the mining job reads its own batches: --batch-size).
@@ -253,33 +324,145 @@ def get_spark(
         # Local workers run this interpreter, which has PySpark installed: import it with its bytecode cache, not
         # from Spark's zip (jobs/spark_daemon.py: ~0.5 s off every job's first task here).
         defaults["spark.python.daemon.module"] = "jobs.spark_daemon"
+        # The JVM hands each task to its Python worker in two small TCP writes, and Nagle's algorithm holds the second
+        # until the worker's delayed ACK (40 ms on Linux): 42 of the ~70 ms a no-op task cost here. A Unix domain
+        # socket has no such delay (~23 ms a task, BENCHMARKS.md). Its path (a .<uuid>.sock file in this temp folder)
+        # must fit the ~108 bytes of sun_path, so a long temp folder keeps TCP.
+        socket_dir = tempfile.gettempdir()
+        if len(socket_dir) <= 60:
+            defaults["spark.python.unix.domain.socket.enabled"] = "true"
+            defaults["spark.python.unix.domain.socket.dir"] = socket_dir
     else:
         # Executors elsewhere may lack this checkout's packages when their daemon starts: PySpark's own daemon. Set
         # explicitly, because a local context earlier in this process leaves its settings in the JVM's properties.
         defaults["spark.python.daemon.module"] = "pyspark.daemon"
     if archives:
         defaults["spark.archives"] = ",".join(archives)
-    settings = {**defaults, **(conf or {})}
-    from pyspark import SparkConf, SparkContext
+    return {**defaults, **(conf or {})}
 
-    if local and not submitted and SparkContext._active_spark_context is None:
-        # The driver JVM's classes from a CDS archive (jobs/spark_cds.py): ~2 s less start-up once it exists.
-        from jobs.spark_cds import driver_options
 
-        opts = settings.get("spark.driver.extraJavaOptions", "")
-        settings["spark.driver.extraJavaOptions"] = f"{opts} {driver_options(opts)}".strip()
-    spark_conf = SparkConf().setAppName(app_name)
-    if not submitted:
-        spark_conf.setMaster(master)
-    for k, v in settings.items():
-        spark_conf.set(k, v)
-    if SparkContext._active_spark_context is None:
-        _import_while_the_jvm_starts()
-    with _no_orphan_jvm():
-        if sql:
-            spark = SparkSession.builder.config(conf=spark_conf).getOrCreate()
+def _with_cds(settings: dict[str, str]) -> dict[str, str]:
+    """A local driver's settings with its class-data-sharing options (jobs/spark_cds.py: ~2 s less start-up once the
+    archive exists)."""
+    from jobs.spark_cds import driver_options
+
+    opts = settings.get("spark.driver.extraJavaOptions", "")
+    return {**settings, "spark.driver.extraJavaOptions": f"{opts} {driver_options(opts)}".strip()}
+
+
+def start_driver(master: str | None = None, app_name: str = "idia", conf: dict[str, str] | None = None):
+    """Start a local session's driver JVM now, in the background, for a `get_spark(..., launch=...)` later with the
+    same master and conf: a one-shot command calls this before its own set-up. None where there is nothing to start
+    early: a context or gateway already in this process, spark-submit's own JVM, or a cluster master."""
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        return None
+    from pyspark import SparkContext
+
+    if SparkContext._gateway is not None or SparkContext._active_spark_context is not None:
+        return None
+    master, _ = configured_master(master)
+    if not master.startswith("local"):
+        return None
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    asked = _session_settings(master, True, conf, [])
+    return DriverLaunch(master, app_name, _with_cds(asked), submitted=False, asked=asked)
+
+
+def get_spark(
+    master: str | None = None,
+    app_name: str = "idia",
+    conf: dict[str, str] | None = None,
+    log_level: str = "auto",
+    executor_env: str | None = None,
+    executor_python: str | None = None,
+    sql: bool = True,
+    launch: DriverLaunch | None = None,
+):
+    """Create (or return the running) SparkSession.
+
+    sql=False: only the SparkContext (an `RddSession`), for jobs that run plain RDD tasks (mining): the JVM's SQL
+    session is not made, ~1-2 s less start-up (BENCHMARKS.md, "Start-up").
+
+    master: None -> what Spark itself would use (`configured_master`); any Spark master URL otherwise.
+    conf: extra Spark settings, applied last (they win over the defaults here).
+    log_level: Spark's log level; auto = ERROR in local mode, WARN on a cluster (where "Initial job has not accepted
+    any resources" is what a job waiting for executors says).
+    executor_env: an archive from `idia pack-env` (jobs/executor_env.py), shipped with the job as
+    `spark.archives=ARCHIVE#environment`; executors run `./environment/bin/python`. executor_python: a Python every
+    node already has. Neither: executors run this driver's interpreter path (right for local mode and for nodes
+    that share this machine's environment). In local mode both are ignored: the executors are this machine.
+    launch: a driver JVM `start_driver` started earlier with the same master and conf; it becomes this session's
+    (one started with other settings is stopped, and a JVM started afresh).
+    """
+    from pyspark.sql import SparkSession
+
+    # py4j logs a traceback of its own for every call cut off when the JVM goes (Ctrl-C reaches the whole process
+    # group); the error that matters reaches the caller as an exception, so its log is kept to CRITICAL.
+    logging.getLogger("py4j").setLevel(logging.CRITICAL)
+    logging.getLogger().addFilter(_not_py4j_interrupt)  # py4j logs that one on the root logger
+    try:
+        master, source = configured_master(master)
+        submitted = source == "spark-submit"
+        local = master.startswith("local")
+        print(f"spark: master {master} (from {source})", file=sys.stderr, flush=True)
+        archives = []
+        if (executor_env or executor_python) and local:
+            print("spark: local mode: --executor-env / --executor-python ignored", file=sys.stderr, flush=True)
+        elif executor_env:
+            if not Path(executor_env).is_file():
+                from idia.core.errors import UserError
+
+                raise UserError(
+                    f"{executor_env}: executor environment archive not found (make it with `idia pack-env`)"
+                )
+            archives.append(f"{Path(executor_env).resolve()}#environment")
+            executor_python = "./environment/bin/python"
+        # PySpark hands executors the interpreter named by PYSPARK_PYTHON when the context starts.
+        if executor_python and not local:
+            os.environ["PYSPARK_PYTHON"] = executor_python
         else:
-            spark = RddSession(SparkContext.getOrCreate(spark_conf))
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        settings = _session_settings(master, local, conf, archives)
+        from pyspark import SparkConf, SparkContext
+
+        fresh = SparkContext._active_spark_context is None
+        if launch is not None and not (
+            fresh
+            and SparkContext._gateway is None
+            and launch.master == master
+            and launch.app_name == app_name
+            and launch.asked == settings
+        ):
+            launch.close()  # started for other settings (or a session is already running): not this session's JVM
+            launch = None
+        if launch is not None:
+            settings = launch.settings  # what the JVM was started with, the CDS options included
+        elif local and not submitted and fresh:
+            settings = _with_cds(settings)
+        spark_conf = SparkConf().setAppName(app_name)
+        if not submitted:
+            spark_conf.setMaster(master)
+        for k, v in settings.items():
+            spark_conf.set(k, v)
+        if fresh:
+            _import_while_the_jvm_starts()
+        if fresh and SparkContext._gateway is None and not submitted and launch is None:
+            launch = DriverLaunch(master, app_name, settings, submitted)
+        with _no_orphan_jvm():
+            if launch is not None:
+                gateway = launch.take()
+                SparkContext._gateway, SparkContext._jvm = gateway, gateway.jvm
+            if sql:
+                spark = SparkSession.builder.config(conf=spark_conf).getOrCreate()
+            else:
+                spark = RddSession(SparkContext.getOrCreate(spark_conf))
+        if launch is not None:
+            launch.adopted = True
+    finally:
+        if launch is not None and not launch.adopted:
+            launch.close()  # the context did not start: its JVM goes
     spark.sparkContext.setLogLevel(("ERROR" if local else "WARN") if log_level == "auto" else log_level)
     _quiet_accumulator_server(spark.sparkContext)
     if local:

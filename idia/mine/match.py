@@ -116,7 +116,9 @@ class Matcher:
     a caption through several of its names the lowest rank is reported.
     """
 
-    def __init__(self, identities: pa.Table, mode: str = "normalized", fuzzy_threshold: float = 90.0):
+    def __init__(
+        self, identities: pa.Table, mode: str = "normalized", fuzzy_threshold: float = 90.0, build: bool = True
+    ):
         if mode not in MODES:
             raise ValueError(f"unknown match mode {mode!r}; choose from {', '.join(MODES)}")
         self.mode = mode
@@ -149,40 +151,59 @@ class Matcher:
         self._alias = raws.take(pa.array(self._rank))
         if mode == "fuzzy":
             self._build_blocks()
+            if build:
+                self.automaton  # noqa: B018
             return
         # The automaton's strings: one per key (normalized: padded with spaces; literal: the raw key), except in
         # paper mode, where a key is found through its literal or its regex's prefilter (several keys may share one).
         self._regex: list[re.Pattern | None] = [None] * len(self.keys)
         self._check_all: list[int] = []  # paper keys with no prefilter: checked on every non-blank row
         if mode == "normalized":
-            strings = pc.binary_join_element_wise(" ", enc.dictionary, " ", "").to_pylist() if self.keys else []
+            # Distinct keys padded are distinct strings: each key is its own automaton string.
+            padded = (
+                pc.binary_join_element_wise(" ", enc.dictionary, " ", "") if self.keys else pa.array([], pa.string())
+            )
+            self._set_automaton_strings(padded.cast(pa.binary()).to_pylist(), np.arange(len(self.keys)))
         elif mode == "literal":
-            strings = list(self.keys)
+            self._set_automaton_strings([k.encode("utf-8") for k in self.keys], np.arange(len(self.keys)))
         else:
-            strings = []
+            distinct: dict[str, int] = {}
+            auto_of_key = np.full(len(self.keys), -1, np.int64)
             for ki, key in enumerate(self.keys):
                 plan = paper_pattern(key)
                 self._regex[ki] = plan.regex
                 if plan.literal is None and plan.prefilter is None:
                     self._check_all.append(ki)
-                strings.append(plan.literal if plan.literal is not None else plan.prefilter)
+                    continue
+                auto_of_key[ki] = distinct.setdefault(
+                    plan.literal if plan.literal is not None else plan.prefilter, len(distinct)
+                )
+            self._set_automaton_strings([t.encode("utf-8") for t in distinct], auto_of_key)
         self._is_regex = np.array([r is not None for r in self._regex], bool)
-        distinct: dict[str, int] = {}
-        auto_of_key = np.full(len(self.keys), -1, np.int64)
-        for ki, text in enumerate(strings):
-            if text is not None:
-                auto_of_key[ki] = distinct.setdefault(text, len(distinct))
+        if build:
+            self.automaton  # noqa: B018 (built now: a caller timing `match` times matching only)
+
+    def _set_automaton_strings(self, strings: list[bytes], auto_of_key: np.ndarray) -> None:
+        """The automaton's strings, and for each string the keys found through it (CSR; -1: a key not in it)."""
         has = np.flatnonzero(auto_of_key >= 0)
-        by_auto = has[np.argsort(auto_of_key[has], kind="stable")]
-        self._auto_keys = by_auto  # CSR: the keys found through each automaton string
-        self._auto_start = np.concatenate([[0], np.cumsum(np.bincount(auto_of_key[has], minlength=len(distinct)))])
-        self.automaton = (
-            ahocorasick_rs.BytesAhoCorasick(
-                [t.encode("utf-8") for t in distinct], matchkind=ahocorasick_rs.MatchKind.Standard
+        self._auto_keys = has[np.argsort(auto_of_key[has], kind="stable")]
+        self._auto_start = np.concatenate([[0], np.cumsum(np.bincount(auto_of_key[has], minlength=len(strings)))])
+        self._automaton_strings = strings
+        self._automaton = None
+
+    @property
+    def automaton(self) -> ahocorasick_rs.BytesAhoCorasick | None:
+        """One Aho-Corasick automaton over the automaton strings, built on first use (None: no strings)."""
+        if self._automaton is None and self._automaton_strings:
+            self._automaton = ahocorasick_rs.BytesAhoCorasick(
+                self._automaton_strings, matchkind=ahocorasick_rs.MatchKind.Standard
             )
-            if distinct
-            else None
-        )
+        return self._automaton
+
+    def __getstate__(self) -> dict:
+        """Pickled without the automaton (ahocorasick_rs cannot pickle one): a matcher prepared on the driver is
+        shipped to the workers, which build only the automaton, on first use, from its strings."""
+        return {**self.__dict__, "_automaton": None}
 
     # ---------------------------------------------------------------- exact modes
     def match(self, texts: pa.Array | pa.ChunkedArray, blank: np.ndarray | None = None) -> pa.Table:
@@ -318,13 +339,8 @@ class Matcher:
         for i, b in enumerate(where):
             if b.isascii():
                 self._block_of[_pack(np.frombuffer(b.rstrip(" ").encode(), np.uint8))] = i
-        self.automaton = (
-            ahocorasick_rs.BytesAhoCorasick(
-                [f" {b}".encode("utf-8") for b in where], matchkind=ahocorasick_rs.MatchKind.Standard
-            )
-            if where
-            else None
-        )
+        self._automaton_strings = [f" {b}".encode("utf-8") for b in where]
+        self._automaton = None
 
     def _ascii_blocks(self, data: np.ndarray, tok_start: np.ndarray, tok_end: np.ndarray) -> tuple[np.ndarray, ...]:
         """(token, block) of every ASCII caption token that is in a block: its first 3 symbols looked up."""

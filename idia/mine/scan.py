@@ -71,20 +71,39 @@ FLUSH_ROWS = 65536
 
 
 @dataclass(frozen=True)
+class Matchers:
+    """What a scan task matches with, prepared once on the driver and shipped in the context: the main mode's
+    matcher, one per --also-count mode, and each identity's manifest bucket. A worker builds only the automata (from
+    their strings: ahocorasick_rs cannot pickle one), not the name tables: at 100,000 names the tables took ~0.45 s
+    of each worker's first task here, the automaton ~0.2 s (BENCHMARKS.md)."""
+
+    main: Matcher
+    also: dict  # mode -> Matcher
+    buckets: np.ndarray  # identity index -> manifest bucket
+
+
+def prepare_matchers(
+    identities: pa.Table, mode: str, threshold: float, buckets: int, also_modes: tuple[str, ...] = ()
+) -> Matchers:
+    """The scan's matchers for an IDENTITIES table, without their automata (each worker builds those)."""
+    return Matchers(
+        Matcher(identities, mode, threshold, build=False),
+        {m: Matcher(identities, m, threshold, build=False) for m in also_modes},
+        bucket_array(identities.column("identity_id").to_pylist(), buckets),
+    )
+
+
+@dataclass(frozen=True)
 class ScanContext:
     """What every scan task shares (sent once per executor)."""
 
-    identities: bytes  # schemas.IDENTITIES as an Arrow IPC stream
-    matcher_key: str  # identifies (identities, mode, threshold, buckets): the per-process matcher cache key
-    mode: str
-    threshold: float
-    buckets: int
+    matchers: Matchers
+    matcher_key: str  # identifies (names, mode, threshold, buckets, also-count modes): the per-process cache key
     columns: str
     batch_size: int
     files: tuple[str, ...]
     staging: str  # absolute path of the staging folder
     fingerprint: str  # the run's settings fingerprint: a unit's marker counts only under the same one
-    also_modes: tuple[str, ...] = ()  # modes counted beside the main one (counts only, no manifest rows)
     fsspec_conf: tuple = ()  # the driver's fsspec configuration, as ((protocol, ((option, value), ...)), ...)
 
     @property
@@ -96,16 +115,15 @@ _MATCHERS: dict[str, tuple] = {}
 
 
 def matcher_for(ctx: ScanContext, st: Stats) -> tuple:
-    """The matcher and identity->bucket array, built once per Python worker process (workers are reused)."""
+    """The matcher, identity->bucket array and --also-count matchers, their automata built once per Python worker
+    process (workers are reused; `matcher_builds` counts the builds)."""
     hit = _MATCHERS.get(ctx.matcher_key)
     if hit is None:
         st["matcher_builds"] += 1
-        ids = pa.ipc.open_stream(ctx.identities).read_all()
-        hit = (
-            Matcher(ids, ctx.mode, ctx.threshold),
-            bucket_array(ids.column("identity_id").to_pylist(), ctx.buckets),
-            {m: Matcher(ids, m, ctx.threshold) for m in ctx.also_modes},
-        )
+        m = ctx.matchers
+        for matcher in (m.main, *m.also.values()):
+            matcher.automaton  # noqa: B018 (built here, once, rather than inside the first batch's match)
+        hit = (m.main, m.buckets, m.also)
         _MATCHERS.clear()
         _MATCHERS[ctx.matcher_key] = hit
     return hit
@@ -226,8 +244,8 @@ def _decoded(table: pa.Table) -> pa.Table:
 
 def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
     """Match one work unit and stage its match rows; returns its UNIT_STATS row (with the error, if any)."""
-    storage.apply_shipped(ctx.fsspec_conf)
     url = ctx.files[unit.file_index]
+    storage.apply_shipped(ctx.fsspec_conf, url, ctx.staging)
     row = {
         "unit": unit.name,
         "file_index": unit.file_index,

@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Callable
@@ -39,16 +40,9 @@ from idia.mine.match import check_patterns
 from idia.mine.merge import MERGED, MergeContext, MergeTask, merge_task, read_counts, staged_parts
 from idia.mine.names import parse_names
 from idia.mine.plan import inspect_footers, plan_units, resolve_inputs, task_rows_for
-from idia.mine.scan import COUNTERS, NO_SPACE, UNIT_STATS, ScanContext, scan_unit
+from idia.mine.scan import COUNTERS, NO_SPACE, UNIT_STATS, ScanContext, prepare_matchers, scan_unit
 from schemas import COLUMN_MAPPINGS, COUNTS, MODE_COUNTS, files
 from schemas.validate import conform
-
-
-def _ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as w:
-        w.write_table(table)
-    return sink.getvalue().to_pybytes()
 
 
 def _checked(rows: list[dict], schema: pa.Schema, what: str) -> list[dict]:
@@ -124,26 +118,27 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
         if str(leftover).rstrip("/") != str(staging).rstrip("/") or cfg.force:
             storage.rmtree(leftover)
 
-    ident_bytes = _ipc(identities)
+    # The name tables are prepared here, once, and shipped; each worker builds only the automata. With an early-started
+    # engine (jobs/mine.py) this runs while the driver JVM starts.
+    t_stage = time.time()
+    matchers = prepare_matchers(identities, cfg.match, cfg.fuzzy_threshold, cfg.buckets, tuple(cfg.also_count))
+    timings["matchers_s"] = round(time.time() - t_stage, 3)
+    matcher_key = hashlib.sha256(
+        f"{names_sha}|{cfg.match}|{cfg.fuzzy_threshold}|{cfg.buckets}|{cfg.also_count}".encode()
+    ).hexdigest()
     t_engine = time.time()
     with executor() as ex:
         timings["engine_s"] = round(time.time() - t_engine, 3)
         task_rows = task_rows_for(good, ex.parallelism, cfg.task_rows)
         units = plan_units(good, task_rows)
         scan_ctx = ScanContext(
-            identities=ident_bytes,
-            matcher_key=hashlib.sha256(
-                ident_bytes + f"{cfg.match}|{cfg.fuzzy_threshold}|{cfg.buckets}|{cfg.also_count}".encode()
-            ).hexdigest(),
-            mode=cfg.match,
-            threshold=cfg.fuzzy_threshold,
-            buckets=cfg.buckets,
+            matchers=matchers,
+            matcher_key=matcher_key,
             columns=cfg.columns,
             batch_size=cfg.batch_size,
             files=tuple(paths),
             staging=storage.absolute(staging),
             fingerprint=folder.fingerprint,
-            also_modes=tuple(cfg.also_count),
             fsspec_conf=storage.shipped_conf(),
         )
         storage.makedirs(staging)
@@ -234,13 +229,24 @@ def run_mine(cfg: MineConfig, executor: Callable[[], AbstractContextManager[Task
             os.replace(final, old)
         os.replace(staging / files.MANIFESTS_DIR, final)
         shutil.rmtree(old, ignore_errors=True)
-    write_parquet(counts, out / files.COUNTS_PARQUET)
-    write_parquet(by_mode, out / files.COUNTS_BY_MODE_PARQUET)
-    write_parquet(identities.replace_schema_metadata(None), out / files.IDENTITIES_PARQUET)
-    lists = build_identity_list(counts, cfg.member_min, cfg.member_max)
-    sizes = write_identity_lists(lists, out / files.IDENTITY_LISTS_DIR)
-    resolved = {**to_dict(cfg), "input_files": paths}
-    write_json({**resolved, "provenance": provenance()}, out / files.CONFIG_JSON)
+    # The tables are written in a thread while this one builds the identity lists' CSV text: parquet encoding and
+    # Arrow's kernels release the GIL (at 100,000 names ~0.1 s of ~0.35 s here). Each file is still written whole.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="idia-mine-outputs") as pool:
+        tables = pool.submit(
+            lambda: [
+                write_parquet(table, out / name)
+                for table, name in (
+                    (counts, files.COUNTS_PARQUET),
+                    (by_mode, files.COUNTS_BY_MODE_PARQUET),
+                    (identities.replace_schema_metadata(None), files.IDENTITIES_PARQUET),
+                )
+            ]
+        )
+        lists = build_identity_list(counts, cfg.member_min, cfg.member_max)
+        sizes = write_identity_lists(lists, out / files.IDENTITY_LISTS_DIR)
+        resolved = {**to_dict(cfg), "input_files": paths}
+        write_json({**resolved, "provenance": provenance()}, out / files.CONFIG_JSON)
+        tables.result()  # its error, if any, is this stage's
     n_with = int((n_cap > 0).sum())
     timings["outputs_s"] = round(time.time() - t_stage, 3)
     stats = {

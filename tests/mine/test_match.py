@@ -250,3 +250,33 @@ def test_paper_counts_equal_pandas_on_generated_captions_for_the_studys_548_name
         ]
         assert counts.tolist() == expected, mode
         assert sum(expected) > 300  # the sample does name them
+
+
+@pytest.mark.parametrize("mode", ["normalized", "paper", "literal", "fuzzy"])
+def test_a_matcher_shipped_without_its_automaton_matches_as_one_built_in_place(mode):
+    """The driver prepares the matchers (build=False) and ships them pickled; a worker builds only the automaton, on
+    first use, from the strings the pickle carries: the same matches as a matcher built where it is used."""
+    import pickle
+
+    texts = pa.array(
+        [
+            "Barack Obama's speech",
+            "CHRIS EVANS",
+            "adrianne leon",
+            "我爱李小龙",
+            "Johannes B Kerner",
+            "Bruce Le",
+            None,
+            "",
+        ]
+        * 3,
+        pa.string(),
+    )
+    prepared = Matcher(IDS, mode, build=False)
+    assert prepared._automaton is None  # nothing built on the driver
+    shipped = pickle.loads(pickle.dumps(prepared))
+    assert shipped._automaton is None  # the pickle carries the strings, not an automaton
+    here = Matcher(IDS, mode)
+    assert here._automaton is not None  # built at once where it is used (a caller timing match() times matching)
+    assert shipped.match(texts).equals(here.match(texts)) and here.match(texts).num_rows > 0
+    assert shipped._automaton is not None and pickle.loads(pickle.dumps(shipped))._automaton is None

@@ -55,3 +55,23 @@ def test_tasks_share_partitions_in_guided_chunks_and_keep_their_order(spark_loca
     sizes = guided_chunks(40, ex.parallelism)
     parts = [p for _, p, _ in out]
     assert parts == [i for i, s in enumerate(sizes) for _ in range(s)]  # consecutive tasks, one chunk a partition
+
+
+def _frozen(_context, task) -> tuple:
+    import gc
+    import os
+
+    return task, os.getpid(), gc.get_freeze_count()
+
+
+def test_workers_freeze_what_they_hold_after_their_first_task(spark_local):
+    """PySpark's daemon runs a full gc.collect() after every task; SparkExecutor freezes what a worker holds after
+    its first task (modules, the matcher), so later collections skip it: from a worker's second task on, objects are
+    frozen."""
+    out = SparkExecutor(spark_local).map(_frozen, None, list(range(12)), "freeze")
+    by_pid: dict[int, list[int]] = {}
+    for _task, pid, frozen in out:
+        by_pid.setdefault(pid, []).append(frozen)
+    assert any(len(counts) > 1 for counts in by_pid.values()), by_pid  # some worker ran more than one task
+    for counts in by_pid.values():
+        assert all(c > 0 for c in counts[1:]), by_pid

@@ -124,3 +124,129 @@ def test_ctrl_c_while_sparks_jvm_starts_leaves_no_jvm_behind(tmp_path):
             p.kill()
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_jvm_relay_drops_start_up_notices_and_passes_every_other_line():
+    """The driver JVM's stderr comes through `_relay`: Spark's and Java's start-up notices go, anything else (a real
+    warning or error) is passed on as it came; a failing writer does not stop the pipe from being drained."""
+    import io
+
+    from jobs.spark_session import _relay
+
+    lines = [
+        b"WARNING: Using incubator modules: jdk.incubator.vector\n",
+        b"Using Spark's default log4j profile: org/apache/spark/log4j2-defaults.properties\n",
+        b'Setting default log level to "WARN".\n',
+        b"To adjust logging level use sc.setLogLevel(newLevel). For SparkR, use setLogLevel(newLevel).\n",
+        b"26/12/06 02:37:26 WARN NativeCodeLoader: Unable to load native-hadoop library for your platform...\n",
+        b"26/12/06 02:37:27 ERROR Executor: Exception in task 0.0 in stage 1.0 (TID 1)\n",
+        b"java.lang.OutOfMemoryError: Java heap space\n",
+    ]
+    got: list[bytes] = []
+    _relay(io.BytesIO(b"".join(lines)), got.append)
+    assert got == lines[5:]
+
+    stream = io.BytesIO(b"".join(lines))
+
+    def broken(_line: bytes) -> None:
+        raise OSError("stderr closed")
+
+    _relay(stream, broken)
+    assert stream.read() == b""  # drained to the end all the same
+
+
+def test_start_driver_only_for_a_local_master_it_can_start(monkeypatch):
+    from jobs.spark_session import start_driver
+
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "12345")  # under spark-submit: its JVM is already there
+    assert start_driver("local[1]") is None
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT")
+    assert start_driver("spark://127.0.0.1:7077") is None  # a cluster master: the session starts its JVM itself
+
+
+def test_unix_domain_sockets_for_local_workers_unless_the_temp_folder_is_too_long(monkeypatch, tmp_path):
+    """Local sessions talk to their Python workers over a Unix domain socket (no Nagle delay on each task's second
+    write), in the temp folder; one whose path would not fit sun_path keeps TCP. A cluster session is left alone."""
+    import tempfile
+
+    from jobs.spark_session import _session_settings
+
+    monkeypatch.setattr(tempfile, "tempdir", "/tmp")
+    local = _session_settings("local[2]", True, None, [])
+    assert local["spark.python.unix.domain.socket.enabled"] == "true"
+    assert local["spark.python.unix.domain.socket.dir"] == "/tmp"
+    assert (
+        _session_settings("local[2]", True, {"spark.python.unix.domain.socket.enabled": "false"}, [])[
+            "spark.python.unix.domain.socket.enabled"
+        ]
+        == "false"
+    )  # --conf wins
+    monkeypatch.setattr(tempfile, "tempdir", "/" + "x" * 80)
+    assert "spark.python.unix.domain.socket.enabled" not in _session_settings("local[2]", True, None, [])
+    assert "spark.python.unix.domain.socket.enabled" not in _session_settings("spark://m:7077", False, None, [])
+
+
+def test_an_early_driver_becomes_the_session_and_one_for_other_settings_is_stopped():
+    """start_driver's JVM is the one the session with the same settings uses (no second JVM, and none of the JVM's
+    start-up notices on stderr); a launch for other settings is stopped and the session starts its own."""
+    code = (
+        "import psutil\n"
+        "from jobs.spark_session import get_spark, start_driver, stop_spark\n"
+        "launch = start_driver('local[1]', 'early', {})\n"
+        "s = get_spark('local[1]', app_name='early', sql=False, launch=launch)\n"
+        "pid = s.sparkContext._gateway.proc.pid\n"
+        "print('SAME', pid == launch.gateway.proc.pid, launch.adopted)\n"
+        "print('SUM', s.sparkContext.parallelize(range(10), 2).sum())\n"
+        "stop_spark(s)\n"
+        "from pyspark import SparkContext\n"
+        "SparkContext._gateway.close(); SparkContext._gateway.proc.stdin.close(); SparkContext._gateway.proc.wait(30)\n"
+        "SparkContext._gateway = SparkContext._jvm = None\n"
+        "other = start_driver('local[1]', 'early', {'spark.driver.memory': '1g'})\n"
+        "other.take()\n"
+        "first = other.gateway.proc.pid\n"
+        "s = get_spark('local[1]', app_name='early', sql=False, launch=other)\n"
+        "print('OTHER', s.sparkContext._gateway.proc.pid != first, psutil.pid_exists(first) and "
+        "psutil.Process(first).status() != psutil.STATUS_ZOMBIE)\n"
+        "stop_spark(s)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "SAME True True" in r.stdout and "SUM 45" in r.stdout, r.stdout + r.stderr[-2000:]
+    assert "OTHER True False" in r.stdout, r.stdout + r.stderr[-2000:]
+    for notice in ("Using Spark's default log4j profile", "Setting default log level", "NativeCodeLoader"):
+        assert notice not in r.stderr, r.stderr[-2000:]
+
+
+def test_a_names_error_comes_first_and_stops_the_jvm_started_early(tmp_path):
+    """`idia mine` starts its driver JVM while it parses the names; a bad names file is still the first thing the
+    command says (no Spark line before it), it exits 2, and the JVM started for it is gone."""
+    import uuid
+
+    import psutil
+
+    from idia.mine.sample import SampleConfig, generate
+
+    generate(SampleConfig(out=str(tmp_path / "sample"), shards=1, rows_per_shard=200, names=5, seed=1))
+    names = tmp_path / "names.csv"
+    names.write_text("identity_id,name\na,Ada Lovelace\nb,Ada Lovelace\n", encoding="utf-8")
+    mark = uuid.uuid4().hex
+    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_MASTER", "PYSPARK_SUBMIT_ARGS")}
+    env["IDIA_TEST_MARK"] = mark
+    cmd = [sys.executable, "-m", "pipelines.cli", "mine", "--master", "local[1]", "--out", str(tmp_path / "out")]
+    cmd += ["--shards", str(tmp_path / "sample" / "shards"), "--names", str(names)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.splitlines()[0].startswith("idia mine: ") and "duplicates line 2" in r.stderr, r.stderr
+    assert "spark" not in r.stderr.lower(), r.stderr
+    left = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if "org.apache.spark.deploy.SparkSubmit" in (p.info["cmdline"] or []) and (
+                p.environ().get("IDIA_TEST_MARK") == mark
+            ):
+                left.append(p)
+        except psutil.Error:
+            continue
+    for p in left:
+        p.kill()
+    assert not left, "the JVM started early was left running"
