@@ -4,7 +4,8 @@ Run: .venv/bin/python -m bench.mine_scale [--captions 40000000] [--floor-caption
 (`pip install polars==2.1.0` first for the two Polars columns; without it they are left out).
 Prints a markdown section (also OUT/mine_scale.md) for BENCHMARKS.md.
 
-- Floors, one process on one core, on the corpus's first --floor-captions captions, run back to back in one loop:
+- Floors, one process on one core, on the corpus's first --floor-captions captions, in --floor-rounds rounds of all of
+  them back to back (each figure the median over rounds, each ratio the median of the ratios within a round):
   `arrow` = the matcher before the byte-level path (pyarrow read + Arrow normalisation + padding + one Aho-Corasick
   pass), `bytes` = today's matcher (`Matcher.match`, same semantics), `fuzzy` = fuzzy mode at threshold 90, and
   Polars' `str.extract_many` over the raw captions (case-insensitive substring search) and after lower-casing and
@@ -22,6 +23,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 import pyarrow as pa
@@ -211,6 +213,7 @@ def main() -> int:
     ap.add_argument("--fuzzy-captions", type=int, default=1_000_000, help="captions fuzzy mode's floor scans")
     ap.add_argument("--name-sizes", type=int, nargs="+", default=[1_000, 100_000], help="names-list sizes for the job")
     ap.add_argument("--seed", type=int, default=1, help="data seed")
+    ap.add_argument("--floor-rounds", type=int, default=3, help="rounds of the one-process floors (medians reported)")
     ap.add_argument(
         "--mention-rate",
         type=float,
@@ -245,11 +248,28 @@ def main() -> int:
         "fuzzy": lambda: floor(files, names[1000], "fuzzy", limit=args.fuzzy_captions),
         "bytes_fuzzy_sample": lambda: floor(files, names[1000], limit=args.fuzzy_captions),
     }
-    for name, fn in floors.items():
-        r = fn()
-        if r is not None:
-            res["floors"][name] = {"s": r[0], "rows": r[1], "matches": r[2], "per_core": r[1] / r[0]}
-            print(name, json.dumps(res["floors"][name]), flush=True)
+    # The floors in rounds, each round all of them back to back: on a shared machine whose speed drifts over minutes,
+    # each figure is the median over rounds and each ratio the median of the ratios within a round.
+    rounds: list[dict] = []
+    for i in range(args.floor_rounds):
+        rnd = {}
+        for name, fn in floors.items():
+            r = fn()
+            if r is not None:
+                rnd[name] = {"s": r[0], "rows": r[1], "matches": r[2], "per_core": r[1] / r[0]}
+                print(f"round {i + 1}", name, json.dumps(rnd[name]), flush=True)
+        rounds.append(rnd)
+    res["floor_rounds"] = rounds
+    for name in rounds[0]:
+        runs = [rnd[name] for rnd in rounds]
+        res["floors"][name] = {
+            **runs[0],
+            "s": median(r["s"] for r in runs),
+            "per_core": median(r["per_core"] for r in runs),
+        }
+    res["vs_arrow"] = {n: median(rnd[n]["per_core"] / rnd["arrow"]["per_core"] for rnd in rounds) for n in rounds[0]}
+    if "fuzzy" in rounds[0]:
+        res["fuzzy_vs_normalized"] = median(rnd["fuzzy"]["s"] / rnd["bytes_fuzzy_sample"]["s"] for rnd in rounds)
     if len(files) * ROWS_PER_SHARD >= 2 * lim:
         res["floor_pair"] = floor_pair(files, names[1000], lim)
         print("floor_pair", json.dumps(res["floor_pair"]), flush=True)
@@ -281,7 +301,8 @@ def render(res: dict) -> str:
         f"{res['profile']['non_ascii_share']:.1%} of captions hold a non-ASCII character; "
         f"{res['profile']['null_share']:.1%} null.",
         "",
-        "| floor (1 process, 1 core, 1,000 names) | captions | captions/s | vs the Arrow floor |",
+        "| floor (1 process, 1 core, 1,000 names; medians of the rounds) | captions | captions/s "
+        "| vs the Arrow floor (median of the rounds' ratios) |",
         "|---|---:|---:|---:|",
     ]
     label = {
@@ -294,11 +315,19 @@ def render(res: dict) -> str:
     }
     for k, v in f.items():
         what = label.get(k) or f"now, at {int(k.split('_')[1]):,} names (`Matcher.match`)"
-        lines.append(f"| {what} | {v['rows']:,} | {v['per_core']:,.0f} | {v['per_core'] / base:.2f}x |")
+        ratio = res.get("vs_arrow", {}).get(k, v["per_core"] / base)
+        lines.append(f"| {what} | {v['rows']:,} | {v['per_core']:,.0f} | {ratio:.2f}x |")
     if "fuzzy" in f:
         lines.append(
             f"\nFuzzy / normalized time on the same {f['fuzzy']['rows']:,} captions: "
-            f"{f['fuzzy']['s'] / f['bytes_fuzzy_sample']['s']:.2f}x."
+            f"{res.get('fuzzy_vs_normalized', f['fuzzy']['s'] / f['bytes_fuzzy_sample']['s']):.2f}x"
+            + (
+                f" (median of {len(res['floor_rounds'])} rounds: "
+                + ", ".join(f"{r['fuzzy']['s'] / r['bytes_fuzzy_sample']['s']:.2f}x" for r in res["floor_rounds"])
+                + ")."
+                if res.get("floor_rounds")
+                else "."
+            )
         )
     if "floor_pair" in res:
         pair = res["floor_pair"]["per_core"]

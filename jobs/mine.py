@@ -2,8 +2,9 @@
 
 The tasks read and write files themselves and return a few small rows, so a DataFrame plan would add only query
 compilation (the JVM's JIT compiling generated code took 10-20% of 2 cores here). Consecutive tasks share a
-partition in shrinking chunks (`idia.core.tasks.guided_chunks`): each Spark task costs ~40-45 ms of scheduling and
-Python worker round trips here (BENCHMARKS.md), and the last chunks of one task each still balance the cores.
+partition in shrinking chunks (`idia.core.tasks.guided_chunks`): each Spark task costs ~20-27 ms of scheduling and
+Python worker round trips here over a Unix domain socket (69-87 ms over TCP; BENCHMARKS.md), and the last chunks of
+one task each still balance the cores.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _freeze_once() -> None:
     """Move what this Python worker holds after its first task (modules, the matcher) out of the cyclic GC's reach.
 
     PySpark's daemon runs a full `gc.collect()` after every task of a reused worker; with pyarrow, pandas and a
-    100,000-name matcher loaded it took 16-19 ms a task here (BENCHMARKS.md), walking objects that live as long as
+    100,000-name matcher loaded it took 16-42 ms a task here (BENCHMARKS.md), walking objects that live as long as
     the worker. Frozen objects are still freed by reference counting; only cycles among them would stay."""
     global _frozen
     if not _frozen:

@@ -326,7 +326,7 @@ def _session_settings(master: str, local: bool, conf: dict[str, str] | None, arc
         defaults["spark.python.daemon.module"] = "jobs.spark_daemon"
         # The JVM hands each task to its Python worker in two small TCP writes, and Nagle's algorithm holds the second
         # until the worker's delayed ACK (40 ms on Linux): 42 of the ~70 ms a no-op task cost here. A Unix domain
-        # socket has no such delay (~23 ms a task, BENCHMARKS.md). Its path (a .<uuid>.sock file in this temp folder)
+        # socket has no such delay (19-27 ms a task, BENCHMARKS.md). Its path (a .<uuid>.sock file in this temp folder)
         # must fit the ~108 bytes of sun_path, so a long temp folder keeps TCP.
         socket_dir = tempfile.gettempdir()
         if len(socket_dir) <= 60:

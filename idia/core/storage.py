@@ -95,8 +95,8 @@ def shipped_conf() -> tuple:
 
 def apply_shipped(conf: tuple, *where: str | os.PathLike) -> None:
     """Configure this process's fsspec with what `shipped_conf` gave the driver. Given the locations a task touches
-    (`where`), only when one of them is remote: a task on local files then never imports fsspec, whose entry-point
-    scan at import took ~0.22 s of a Spark worker's first mining task here (BENCHMARKS.md)."""
+    (`where`), only when one of them is remote: a task on local files then never imports fsspec (0.09-0.13 s here,
+    most of it scanning every installed package's entry points; BENCHMARKS.md)."""
     if where and not any(remote(w) for w in where):
         return
     configure({proto: dict(opts) for proto, opts in conf})

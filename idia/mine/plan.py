@@ -79,9 +79,9 @@ def resolve_inputs(patterns: list[str]) -> list[str]:
 
 
 def open_input(url: str):
-    """An input file opened for reading: a local one as Arrow's own file (reads outside the GIL, no Python call per
-    read: a shard's seven columns read in 0.192 s against 0.224 s through fsspec's local file here), a URL through
-    fsspec."""
+    """An input file opened for reading: a local one as Arrow's own file, so a worker on local files never imports
+    fsspec (0.09-0.13 s in a fresh interpreter here, paid by every worker's first task; reading a shard is as fast
+    either way, BENCHMARKS.md), a URL through fsspec."""
     from idia.core.storage import location, normalize_url, remote
 
     if not remote(url):

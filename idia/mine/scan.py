@@ -74,8 +74,8 @@ FLUSH_ROWS = 65536
 class Matchers:
     """What a scan task matches with, prepared once on the driver and shipped in the context: the main mode's
     matcher, one per --also-count mode, and each identity's manifest bucket. A worker builds only the automata (from
-    their strings: ahocorasick_rs cannot pickle one), not the name tables: at 100,000 names the tables took ~0.45 s
-    of each worker's first task here, the automaton ~0.2 s (BENCHMARKS.md)."""
+    their strings: ahocorasick_rs cannot pickle one), not the name tables: at 100,000 names a worker's matcher took
+    0.38-0.55 s built from the table and 0.26-0.31 s unpickled with its automaton here (BENCHMARKS.md)."""
 
     main: Matcher
     also: dict  # mode -> Matcher
