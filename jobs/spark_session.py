@@ -216,8 +216,9 @@ class DriverLaunch:
     """The driver JVM (PySpark's py4j gateway, `pyspark.java_gateway.launch_gateway`) started in a thread.
 
     `get_spark` starts every JVM it makes through one of these, and a one-shot job can start it before its own set-up
-    (`start_driver`): the JVM's ~1 s start then runs while the driver parses the names and reads footers (mining at
-    100,000 names: ~0.4 s of the command's critical path, BENCHMARKS.md). The JVM's stderr comes back through a pipe
+    (`start_driver`): the JVM's ~1 s start then runs while the driver parses the names, reads the footers and
+    prepares the matchers (mining 4 shards at 100,000 names, the driver then waited 0.97-1.34 s for its engine
+    instead of 1.75-1.96 s; BENCHMARKS.md). The JVM's stderr comes back through a pipe
     (`_relay`: its start-up notices dropped), so its lines never come before the set-up's own errors, and the
     command's output closes when the command ends rather than when the JVM finishes its own exit afterwards.
 
