@@ -223,8 +223,7 @@ class DriverLaunch:
     command's output closes when the command ends rather than when the JVM finishes its own exit afterwards.
 
     `take()` waits for the gateway (raising what the start raised); `close()` stops a JVM no context adopted (a failed
-    set-up, Ctrl-C): the processes the launch spawned are terminated by PID, as `_no_orphan_jvm` does for a start
-    cut off by a signal.
+    set-up, Ctrl-C): one still starting is killed by PID, one already up exits as PySpark's own exit makes it.
     """
 
     def __init__(
@@ -273,29 +272,50 @@ class DriverLaunch:
         return self.gateway
 
     def close(self) -> None:
-        """Stop the JVM unless a context adopted it; safe to call more than once and mid-start."""
+        """Stop the JVM unless a context adopted it; safe to call more than once and mid-start.
+
+        A JVM still starting is killed at once (it holds no work yet; SIGTERM took 1.4-1.9 s to end one in its first
+        second here). Its processes are not reaped here: PySpark's start loop must see the exit code itself (a child
+        reaped behind its back reads as exit code 0, which that loop takes for "still starting", forever). A JVM
+        already up is told to go the way PySpark's own exit does it, by closing its stdin."""
         if self.adopted:
             return
-        import psutil
+        self.adopted = True  # whatever happens below, once
         from pyspark import SparkContext
 
-        me = psutil.Process()
-        spawned = [c for c in me.children(recursive=True) if c.pid not in self._before]
-        for c in spawned:
-            with suppress(psutil.Error):
-                c.terminate()
-        _, alive = psutil.wait_procs(spawned, timeout=10)
-        for c in alive:
-            with suppress(psutil.Error):
-                c.kill()
-        self._thread.join(30)
+        if self._thread.is_alive():
+            for c in self._spawned():
+                with suppress(Exception):
+                    c.kill()
+            self._thread.join(10)
         gateway, self.gateway = self.gateway, None
-        if gateway is not None:
+        if gateway is None:
+            return
+        with suppress(Exception):
+            gateway.close()
+        proc = gateway.proc
+        with suppress(Exception):
+            proc.stdin.close()  # the JVM's gateway server exits when its stdin closes
+        try:
+            proc.wait(10)
+        except Exception:
             with suppress(Exception):
-                gateway.close()
-            if SparkContext._gateway is gateway:
-                SparkContext._gateway = SparkContext._jvm = None
-        self.adopted = True  # nothing left to stop
+                proc.kill()
+        if SparkContext._gateway is gateway:
+            SparkContext._gateway = SparkContext._jvm = None
+
+    def _spawned(self) -> list:
+        """The Spark launcher processes this launch started (spark-submit, spark-class, the JVMs), by PID."""
+        import psutil
+
+        found = []
+        for c in psutil.Process().children(recursive=True):
+            if c.pid in self._before:
+                continue
+            with suppress(psutil.Error):
+                if any("spark" in part.lower() for part in c.cmdline()):
+                    found.append(c)
+        return found
 
 
 def _session_settings(master: str, local: bool, conf: dict[str, str] | None, archives: list[str]) -> dict[str, str]:
@@ -451,10 +471,10 @@ def get_spark(
             _import_while_the_jvm_starts()
         if fresh and SparkContext._gateway is None and not submitted and launch is None:
             launch = DriverLaunch(master, app_name, settings, submitted)
+        if launch is not None:
+            gateway = launch.take()  # cut off (Ctrl-C) or failed: the `finally` below stops its JVM
+            SparkContext._gateway, SparkContext._jvm = gateway, gateway.jvm
         with _no_orphan_jvm():
-            if launch is not None:
-                gateway = launch.take()
-                SparkContext._gateway, SparkContext._jvm = gateway, gateway.jvm
             if sql:
                 spark = SparkSession.builder.config(conf=spark_conf).getOrCreate()
             else:

@@ -86,7 +86,7 @@ def test_a_second_mine_on_the_same_out_while_the_first_runs_stops_at_once_naming
 
     from idia.mine.sample import SampleConfig, generate
 
-    generate(SampleConfig(out=str(tmp_path / "s"), shards=4, rows_per_shard=20_000, names=30, seed=2))
+    generate(SampleConfig(out=str(tmp_path / "s"), shards=4, rows_per_shard=100_000, names=30, seed=2))
     out = tmp_path / "out"
     args = [sys.executable, "-m", "pipelines.cli", "mine", "--shards", str(tmp_path / "s" / "shards")]
     args += ["--names", str(tmp_path / "s" / "names.csv"), "--out", str(out), "--master", "local[1]"]
