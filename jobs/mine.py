@@ -2,9 +2,9 @@
 
 The tasks read and write files themselves and return a few small rows, so a DataFrame plan would add only query
 compilation (the JVM's JIT compiling generated code took 10-20% of 2 cores here). Consecutive tasks share a
-partition in shrinking chunks (`idia.core.tasks.guided_chunks`): each Spark task costs ~20-27 ms of scheduling and
-Python worker round trips here over a Unix domain socket (69-87 ms over TCP; BENCHMARKS.md), and the last chunks of
-one task each still balance the cores.
+partition in shrinking chunks (`idia.core.tasks.guided_chunks`): each Spark task costs 69-87 ms of scheduling and
+Python worker round trips here (42 ms of it Nagle's delay on the JVM's second small write; BENCHMARKS.md), and the
+last chunks of one task each still balance the cores.
 """
 
 from __future__ import annotations

@@ -345,14 +345,6 @@ def _session_settings(master: str, local: bool, conf: dict[str, str] | None, arc
         # Local workers run this interpreter, which has PySpark installed: import it with its bytecode cache, not
         # from Spark's zip (jobs/spark_daemon.py: ~0.5 s off every job's first task here).
         defaults["spark.python.daemon.module"] = "jobs.spark_daemon"
-        # The JVM hands each task to its Python worker in two small TCP writes, and Nagle's algorithm holds the second
-        # until the worker's delayed ACK (40 ms on Linux): 42 of the ~70 ms a no-op task cost here. A Unix domain
-        # socket has no such delay (19-27 ms a task, BENCHMARKS.md). Its path (a .<uuid>.sock file in this temp folder)
-        # must fit the ~108 bytes of sun_path, so a long temp folder keeps TCP.
-        socket_dir = tempfile.gettempdir()
-        if len(socket_dir) <= 60:
-            defaults["spark.python.unix.domain.socket.enabled"] = "true"
-            defaults["spark.python.unix.domain.socket.dir"] = socket_dir
     else:
         # Executors elsewhere may lack this checkout's packages when their daemon starts: PySpark's own daemon. Set
         # explicitly, because a local context earlier in this process leaves its settings in the JVM's properties.

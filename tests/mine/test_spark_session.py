@@ -164,28 +164,6 @@ def test_start_driver_only_for_a_local_master_it_can_start(monkeypatch):
     assert start_driver("spark://127.0.0.1:7077") is None  # a cluster master: the session starts its JVM itself
 
 
-def test_unix_domain_sockets_for_local_workers_unless_the_temp_folder_is_too_long(monkeypatch, tmp_path):
-    """Local sessions talk to their Python workers over a Unix domain socket (no Nagle delay on each task's second
-    write), in the temp folder; one whose path would not fit sun_path keeps TCP. A cluster session is left alone."""
-    import tempfile
-
-    from jobs.spark_session import _session_settings
-
-    monkeypatch.setattr(tempfile, "tempdir", "/tmp")
-    local = _session_settings("local[2]", True, None, [])
-    assert local["spark.python.unix.domain.socket.enabled"] == "true"
-    assert local["spark.python.unix.domain.socket.dir"] == "/tmp"
-    assert (
-        _session_settings("local[2]", True, {"spark.python.unix.domain.socket.enabled": "false"}, [])[
-            "spark.python.unix.domain.socket.enabled"
-        ]
-        == "false"
-    )  # --conf wins
-    monkeypatch.setattr(tempfile, "tempdir", "/" + "x" * 80)
-    assert "spark.python.unix.domain.socket.enabled" not in _session_settings("local[2]", True, None, [])
-    assert "spark.python.unix.domain.socket.enabled" not in _session_settings("spark://m:7077", False, None, [])
-
-
 def test_an_early_driver_becomes_the_session_and_one_for_other_settings_is_stopped():
     """start_driver's JVM is the one the session with the same settings uses (no second JVM, and none of the JVM's
     start-up notices on stderr); a launch for other settings is stopped and the session starts its own."""
