@@ -100,40 +100,6 @@ def _quiet_accumulator_server(sc) -> None:
     server._idia_quiet = True
 
 
-@contextmanager
-def _no_orphan_jvm():
-    """Stop the JVM a context start left behind when a signal cuts the start off (Ctrl-C, SIGTERM).
-
-    PySpark starts the driver JVM ignoring SIGINT and waits for it to write its connection file into a temporary
-    folder; interrupted there, it removes the folder and unwinds without stopping the JVM, which then fails to write
-    the file and stays alive, holding the command's stdout open (an `idia mine` interrupted in its first ~2 s left
-    one behind here). The processes this start spawned (with their children) are terminated by PID, and a gateway
-    PySpark kept for reuse that pointed at them is forgotten. Errors (a bad master URL) are left to PySpark.
-    """
-    import psutil
-    from pyspark import SparkContext
-
-    me = psutil.Process()
-    before = {c.pid for c in me.children(recursive=True)}
-    try:
-        yield
-    except Exception:
-        raise
-    except BaseException:
-        spawned = [c for c in me.children(recursive=True) if c.pid not in before]
-        for c in spawned:
-            with suppress(psutil.Error):
-                c.terminate()
-        _, alive = psutil.wait_procs(spawned, timeout=10)
-        for c in alive:
-            with suppress(psutil.Error):
-                c.kill()
-        gateway = SparkContext._gateway
-        if gateway is not None and getattr(getattr(gateway, "proc", None), "pid", None) in {c.pid for c in spawned}:
-            SparkContext._gateway = SparkContext._jvm = None
-        raise
-
-
 def _import_while_the_jvm_starts() -> None:
     """Import pandas in a background thread while this thread waits for the driver JVM to come up: PySpark imports
     it as the context starts (pyspark.sql.types' py4j converter imports pyspark.testing, which imports pandas), once
@@ -223,15 +189,14 @@ class DriverLaunch:
     command's output closes when the command ends rather than when the JVM finishes its own exit afterwards.
 
     `take()` waits for the gateway (raising what the start raised); `close()` stops a JVM no context adopted (a failed
-    set-up, Ctrl-C): one still starting is killed by PID, one already up exits as PySpark's own exit makes it.
+    set-up, Ctrl-C; PySpark cut off in its own start leaves the JVM running): one still starting is killed by PID, one
+    already up exits as PySpark's own exit makes it.
     """
 
-    def __init__(
-        self, master: str, app_name: str, settings: dict[str, str], submitted: bool, asked: dict[str, str] | None = None
-    ):
+    def __init__(self, master: str, app_name: str, settings: dict[str, str], asked: dict[str, str] | None = None):
         import psutil
 
-        self.master, self.app_name, self.settings, self.submitted = master, app_name, dict(settings), submitted
+        self.master, self.app_name, self.settings = master, app_name, dict(settings)
         self.asked = dict(asked if asked is not None else settings)  # the settings before the CDS options
         self.gateway = None
         self.error: BaseException | None = None
@@ -243,9 +208,7 @@ class DriverLaunch:
     def conf(self):
         from pyspark import SparkConf
 
-        conf = SparkConf(loadDefaults=False).setAppName(self.app_name)
-        if not self.submitted:
-            conf.setMaster(self.master)
+        conf = SparkConf(loadDefaults=False).setAppName(self.app_name).setMaster(self.master)
         for k, v in self.settings.items():
             conf.set(k, v)
         return conf
@@ -379,7 +342,7 @@ def start_driver(master: str | None = None, app_name: str = "idia", conf: dict[s
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     asked = _session_settings(master, True, conf, [])
-    return DriverLaunch(master, app_name, _with_cds(asked), submitted=False, asked=asked)
+    return DriverLaunch(master, app_name, _with_cds(asked), asked=asked)
 
 
 def get_spark(
@@ -462,15 +425,16 @@ def get_spark(
         if fresh:
             _import_while_the_jvm_starts()
         if fresh and SparkContext._gateway is None and not submitted and launch is None:
-            launch = DriverLaunch(master, app_name, settings, submitted)
+            launch = DriverLaunch(master, app_name, settings)
         if launch is not None:
             gateway = launch.take()  # cut off (Ctrl-C) or failed: the `finally` below stops its JVM
             SparkContext._gateway, SparkContext._jvm = gateway, gateway.jvm
-        with _no_orphan_jvm():
-            if sql:
-                spark = SparkSession.builder.config(conf=spark_conf).getOrCreate()
-            else:
-                spark = RddSession(SparkContext.getOrCreate(spark_conf))
+        # Every JVM this call starts is `launch`'s, so a start cut off anywhere here (Ctrl-C, SIGTERM) is stopped by
+        # the `finally` below; PySpark itself would leave a JVM cut off in its start running.
+        if sql:
+            spark = SparkSession.builder.config(conf=spark_conf).getOrCreate()
+        else:
+            spark = RddSession(SparkContext.getOrCreate(spark_conf))
         if launch is not None:
             launch.adopted = True
     finally:

@@ -111,19 +111,18 @@ class ScanContext:
         return storage.location(self.staging) / "units"
 
 
-_MATCHERS: dict[str, tuple] = {}
+_MATCHERS: dict[str, Matchers] = {}
 
 
-def matcher_for(ctx: ScanContext, st: Stats) -> tuple:
-    """The matcher, identity->bucket array and --also-count matchers, their automata built once per Python worker
-    process (workers are reused; `matcher_builds` counts the builds)."""
+def matcher_for(ctx: ScanContext, st: Stats) -> Matchers:
+    """The context's matchers, their automata built once per Python worker process (workers are reused;
+    `matcher_builds` counts the builds)."""
     hit = _MATCHERS.get(ctx.matcher_key)
     if hit is None:
         st["matcher_builds"] += 1
-        m = ctx.matchers
-        for matcher in (m.main, *m.also.values()):
+        hit = ctx.matchers
+        for matcher in (hit.main, *hit.also.values()):
             matcher.automaton  # noqa: B018 (built here, once, rather than inside the first batch's match)
-        hit = (m.main, m.buckets, m.also)
         _MATCHERS.clear()
         _MATCHERS[ctx.matcher_key] = hit
     return hit
@@ -267,7 +266,8 @@ def scan_unit(ctx: ScanContext, unit: ScanUnit) -> dict:
     as_dictionary = [mapping[c] for c in DICTIONARY_COLUMNS if mapping.get(c)]
     st = Stats()
     t_start = time.perf_counter()
-    matcher, buckets, also = matcher_for(ctx, st)
+    matchers = matcher_for(ctx, st)
+    matcher, buckets, also = matchers.main, matchers.buckets, matchers.also
     also_counts = {m: np.zeros(matcher.n_identities, np.int64) for m in also}
     storage.makedirs(ctx.units_dir)
     out = StagedWriter(ctx.units_dir / f"{unit.name}.arrow")

@@ -75,6 +75,22 @@ def test_a_stopped_session_hands_over_to_the_next_with_working_accumulators():
     assert r.stdout.count("ACTIVE True True") == 2 and "LEFT 0" in r.stdout, r.stdout
 
 
+def _marked_jvms(mark: str) -> list:
+    """The driver JVMs (SparkSubmit) whose environment carries IDIA_TEST_MARK=mark: the ones a test's command started."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if "org.apache.spark.deploy.SparkSubmit" in (p.info["cmdline"] or []) and (
+                p.environ().get("IDIA_TEST_MARK") == mark
+            ):
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
 def test_ctrl_c_while_sparks_jvm_starts_leaves_no_jvm_behind(tmp_path):
     """Ctrl-C while PySpark waits for the JVM it just started (the first ~2 s of a command): the command says it
     was interrupted and exits 130, and the JVM goes too (PySpark starts it ignoring SIGINT and left it running,
@@ -93,16 +109,7 @@ def test_ctrl_c_while_sparks_jvm_starts_leaves_no_jvm_behind(tmp_path):
     env["IDIA_TEST_MARK"] = mark
 
     def jvms() -> list:
-        found = []
-        for p in psutil.process_iter(["cmdline"]):
-            try:
-                if "org.apache.spark.deploy.SparkSubmit" in (p.info["cmdline"] or []) and (
-                    p.environ().get("IDIA_TEST_MARK") == mark
-                ):
-                    found.append(p)
-            except psutil.Error:
-                continue
-        return found
+        return _marked_jvms(mark)
 
     cmd = [sys.executable, "-m", "pipelines.cli", "mine", "--master", "local[1]", "--out", str(tmp_path / "out")]
     cmd += ["--shards", str(tmp_path / "sample" / "shards"), "--names", str(tmp_path / "sample" / "names.csv")]
@@ -200,8 +207,6 @@ def test_a_names_error_comes_first_and_stops_the_jvm_started_early(tmp_path):
     command says (no Spark line before it), it exits 2, and the JVM started for it is gone."""
     import uuid
 
-    import psutil
-
     from idia.mine.sample import SampleConfig, generate
 
     generate(SampleConfig(out=str(tmp_path / "sample"), shards=1, rows_per_shard=200, names=5, seed=1))
@@ -216,15 +221,7 @@ def test_a_names_error_comes_first_and_stops_the_jvm_started_early(tmp_path):
     assert r.returncode == 2, r.stderr[-2000:]
     assert r.stderr.splitlines()[0].startswith("idia mine: ") and "duplicates line 2" in r.stderr, r.stderr
     assert "spark" not in r.stderr.lower(), r.stderr
-    left = []
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if "org.apache.spark.deploy.SparkSubmit" in (p.info["cmdline"] or []) and (
-                p.environ().get("IDIA_TEST_MARK") == mark
-            ):
-                left.append(p)
-        except psutil.Error:
-            continue
+    left = _marked_jvms(mark)
     for p in left:
         p.kill()
     assert not left, "the JVM started early was left running"
